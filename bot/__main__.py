@@ -1,0 +1,33 @@
+"""`python -m bot [run|chat]`: start the Slack bot, or talk to the engine in a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bot.config import ConfigError, load_settings
+from bot.log import configure_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the Slack bot (default)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings)
+        from bot.app import build_app, serve
+
+        bot = build_app(settings)
+    except ConfigError as exc:
+        print(f"deepseek-slack: configuration error: {exc}", file=sys.stderr)
+        return 2
+    del args
+    asyncio.run(serve(bot))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

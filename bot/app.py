@@ -1,0 +1,142 @@
+"""The factory: settings in, a ready Slack app out. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+import httpx
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+import handlers
+from bot.config import Settings
+from bot.deps import Deps
+from bot.pricing import PriceTable
+from bot.store import open_redis, redis_ok
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_GRACE_S = 30.0
+
+
+@dataclass
+class BotApp:
+    bolt: AsyncApp
+    deps: Deps
+
+    def web_app(self) -> web.Application:
+        """aiohttp app: `POST /slack/events` (events, commands, actions) and `GET /healthz`."""
+        app = web.Application()
+        if not self.deps.settings.socket_mode:
+            app.router.add_post("/slack/events", self._slack)
+        app.router.add_get("/healthz", self._healthz)
+        return app
+
+    async def _slack(self, request: web.Request) -> web.Response:
+        bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        up = await redis_ok(self.deps.redis)
+        body = {"ok": up, "redis": "up" if up else "down", "inflight": len(self.deps.inflight)}
+        return web.json_response(body, status=200 if up else 503)
+
+    async def drain(self, timeout: float = SHUTDOWN_GRACE_S) -> None:
+        """Wait (bounded) for answers in flight to finish."""
+        pending = {t for t in self.deps.inflight if not t.done()}
+        if pending:
+            log.info("shutdown_draining", inflight=len(pending))
+            await asyncio.wait(pending, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.drain()
+        await self.deps.http.aclose()
+        await self.deps.redis.aclose()
+
+
+def build_app(settings: Settings, *, redis: Redis | None = None) -> BotApp:
+    """Build every shared part and the Bolt app, and register the Slack surfaces.
+
+    Raises ConfigError when a setting the Slack surfaces need is missing."""
+    settings.require("slack_bot_token", "deepseek_api_key")
+    if not settings.socket_mode:
+        settings.require("slack_signing_secret")
+    assert settings.slack_bot_token is not None
+    token = settings.slack_bot_token.get_secret_value()
+    slack = AsyncWebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+    deps = Deps(
+        settings=settings,
+        redis=redis if redis is not None else open_redis(settings),
+        http=httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                settings.deepseek_read_timeout, connect=settings.deepseek_connect_timeout
+            ),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        ),
+        slack=slack,
+        prices=PriceTable.from_settings(settings),
+    )
+    secret = settings.slack_signing_secret
+    bolt = AsyncApp(
+        client=slack,
+        signing_secret=secret.get_secret_value() if secret else "",
+        request_verification_enabled=not settings.socket_mode,
+        process_before_response=False,
+    )
+    handlers.register(bolt, deps)
+    return BotApp(bolt=bolt, deps=deps)
+
+
+async def serve(bot: BotApp) -> None:
+    """Run until SIGTERM/SIGINT: HTTP mode (events + healthz) or Socket Mode (+ healthz)."""
+    settings = bot.deps.settings
+    runner = web.AppRunner(bot.web_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    socket_handler = None
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert settings.slack_app_token is not None
+        socket_handler = AsyncSocketModeHandler(
+            bot.bolt, settings.slack_app_token.get_secret_value()
+        )
+        await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+    log.info(
+        "started",
+        mode="socket" if settings.socket_mode else "http",
+        port=settings.port,
+        gateway=settings.gateway,
+        store="redis" if settings.redis_url else "embedded",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    # Stop taking new events first, then let answers in flight finish.
+    if socket_handler is not None:
+        await socket_handler.close_async()  # type: ignore[no-untyped-call]
+    await site.stop()
+    await bot.aclose()
+    await runner.cleanup()
+    log.info("stopped")

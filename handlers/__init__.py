@@ -1,0 +1,11 @@
+"""The one place that wires Slack surfaces to the Bolt app."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.deps import Deps
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Register every Slack surface's listeners on `app`."""

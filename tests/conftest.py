@@ -1,0 +1,200 @@
+"""Shared fixtures: a real Redis, the fake Slack and DeepSeek servers, a running bot, and the
+signed-request sender. Everything listens on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from redis.asyncio import Redis
+
+from bot.app import BotApp, build_app
+from bot.config import Settings
+from tests.fakes.deepseek import FakeDeepSeek
+from tests.fakes.slack import FakeSlack
+from tests.slack_sender import SlackSender
+
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test"
+API_KEY = "sk-test-secret-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A `redis-server` child process on a free port, in a temp dir (restartable for drills)."""
+
+    def __init__(self, *, appendonly: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.exit(
+                "redis-server is missing: run scripts/test.sh or apt-get install redis-server",
+                2,
+            )
+        self.binary = binary
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="dsk-redis-")
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            self.dir,
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = RedisProcess()
+    server.start()
+    yield server.url
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client: Redis = Redis.from_url(redis_url, decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    fake.add_user("U1", "Alice")
+    fake.add_user("U2", "Bob")
+    fake.add_user("UADMIN", "Ada", is_admin=True)
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def fake_deepseek() -> AsyncIterator[FakeDeepSeek]:
+    fake = FakeDeepSeek()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come only from what a test passes: no SLACK_*/DEEPSEEK_* from the machine."""
+    for name in list(os.environ):
+        if name.upper() in {f.upper() for f in Settings.model_fields} and name != "REDIS_URL":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(Settings.model_config, "env_file", None)
+
+
+def make_settings(
+    fake_slack: FakeSlack | None, fake_deepseek: FakeDeepSeek | None, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "slack_bot_token": BOT_TOKEN,
+        "slack_signing_secret": SIGNING_SECRET,
+        "deepseek_api_key": API_KEY,
+        "deepseek_gateway": "deepseek",
+        "deepseek_max_retries": 2,
+        "deepseek_total_timeout": 20.0,
+        "admin_user_ids": "UADMIN",
+        "log_format": "json",
+    }
+    if fake_slack is not None:
+        values["slack_api_url"] = fake_slack.url
+    if fake_deepseek is not None:
+        values["deepseek_base_url"] = fake_deepseek.url
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(fake_slack: FakeSlack, fake_deepseek: FakeDeepSeek, redis_url: str) -> Settings:
+    return make_settings(fake_slack, fake_deepseek, redis_url=redis_url)
+
+
+@dataclass
+class RunningBot:
+    app: BotApp
+    url: str
+    slack: SlackSender
+    fake_slack: FakeSlack
+    fake_deepseek: FakeDeepSeek
+
+
+async def start_bot(
+    settings: Settings, redis: Redis | None, fake_slack: FakeSlack, fake_deepseek: FakeDeepSeek
+) -> tuple[RunningBot, web.AppRunner]:
+    app = build_app(settings, redis=redis)
+    runner = web.AppRunner(app.web_app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}"
+    sender = SlackSender(f"{url}/slack/events", SIGNING_SECRET)
+    return RunningBot(app, url, sender, fake_slack, fake_deepseek), runner
+
+
+@pytest.fixture
+async def bot(
+    settings: Settings, redis: Redis, fake_slack: FakeSlack, fake_deepseek: FakeDeepSeek
+) -> AsyncIterator[RunningBot]:
+    """The bot in HTTP mode on a free port, wired to real Redis and both fakes."""
+    running, runner = await start_bot(settings, redis, fake_slack, fake_deepseek)
+    yield running
+    await running.slack.aclose()
+    await running.app.drain(timeout=5)
+    await running.app.deps.http.aclose()
+    await runner.cleanup()
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

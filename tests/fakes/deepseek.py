@@ -1,0 +1,233 @@
+"""A fake DeepSeek / OpenAI-compatible gateway on 127.0.0.1 speaking real SSE.
+
+Tests script replies (`push`) built with `text_reply`, `tool_reply` and `error_reply`; with no
+script it answers a short default text. It records every request body, can stall the first
+token, hang on keep-alives, cut the connection mid-stream, and simulate DeepSeek's prefix cache
+(hit = longest common prefix with any earlier request, in 64-token units, ~4 chars a token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+Chunk = dict[str, Any] | str  # a dict is sent as `data: {json}`, a str as a raw SSE line
+
+
+@dataclass
+class Reply:
+    chunks: list[Chunk] = field(default_factory=list)
+    status: int = 200
+    body: dict[str, Any] | None = None  # error body when status != 200
+    headers: dict[str, str] = field(default_factory=dict)
+    first_token_delay: float = 0.0
+    chunk_delay: float = 0.0
+    disconnect_after: int | None = None  # close the connection after N chunks
+    keepalive_for: float = 0.0  # send `: keep-alive` lines this long before anything else
+    usage: dict[str, Any] | None = None  # None: computed from the request (and cache sim)
+    usage_style: Literal["deepseek", "openai"] = "deepseek"
+    done: bool = True  # send `data: [DONE]`
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, model: str = "m") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def _pieces(text: str, n: int) -> list[str]:
+    if not text:
+        return []
+    size = max(1, -(-len(text) // n))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def text_reply(
+    text: str = "Hello from fake DeepSeek.",
+    *,
+    reasoning: str = "",
+    pieces: int = 4,
+    finish: str = "stop",
+    **kw: Any,
+) -> Reply:
+    chunks: list[Chunk] = [_chunk({"role": "assistant", "content": ""})]
+    chunks += [_chunk({"reasoning_content": p}) for p in _pieces(reasoning, pieces)]
+    chunks += [_chunk({"content": p}) for p in _pieces(text, pieces)]
+    chunks.append(_chunk({}, finish))
+    return Reply(chunks=chunks, **kw)
+
+
+def tool_reply(
+    calls: list[tuple[str, dict[str, Any] | str]],
+    *,
+    reasoning: str = "",
+    text: str = "",
+    fragments: int = 3,
+    **kw: Any,
+) -> Reply:
+    """Tool calls streamed the way DeepSeek does: first delta per index carries id and name,
+    later ones `id: ""`, `name: ""` and argument fragments."""
+    chunks: list[Chunk] = [_chunk({"role": "assistant", "content": None})]
+    chunks += [_chunk({"reasoning_content": p}) for p in _pieces(reasoning, 3)]
+    chunks += [_chunk({"content": p}) for p in _pieces(text, 2)]
+    for index, (name, args) in enumerate(calls):
+        raw = args if isinstance(args, str) else json.dumps(args)
+        head = {
+            "index": index,
+            "id": f"call_{index}_{name}",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        chunks.append(_chunk({"tool_calls": [head]}))
+        for frag in _pieces(raw, fragments):
+            tail = {
+                "index": index,
+                "id": "",
+                "type": "function",
+                "function": {"name": "", "arguments": frag},
+            }
+            chunks.append(_chunk({"tool_calls": [tail]}))
+    chunks.append(_chunk({}, "tool_calls"))
+    return Reply(chunks=chunks, **kw)
+
+
+def error_reply(status: int, message: str = "error", *, retry_after: int | None = None) -> Reply:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    body = {"error": {"message": message, "type": "invalid_request_error", "code": str(status)}}
+    return Reply(status=status, body=body, headers=headers)
+
+
+def render_prompt(body: dict[str, Any]) -> str:
+    """A stand-in for the chat template: what the prefix cache compares."""
+    parts = [json.dumps(body.get("tools") or [], sort_keys=False)]
+    for m in body.get("messages", []):
+        parts.append(f"<|{m.get('role')}|>{m.get('content') or ''}")
+        if m.get("tool_calls"):
+            parts.append(json.dumps(m["tool_calls"]))
+    return "".join(parts)
+
+
+class FakeDeepSeek:
+    def __init__(self, *, cache_sim: bool = False) -> None:
+        self.script: list[Reply] = []
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.cache_sim = cache_sim
+        self._prompts: list[str] = []
+        self.default = text_reply
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    def push(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/chat/completions", self._handle)
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        prompt_text = render_prompt(body)
+        prompt = max(1, len(prompt_text) // 4)
+        hit = 0
+        if self.cache_sim:
+            best = max((_common_prefix(prompt_text, p) for p in self._prompts), default=0)
+            hit = min(prompt, (best // 4) // 64 * 64)
+            self._prompts.append(prompt_text)
+        out_text = "".join(
+            (c["choices"][0]["delta"].get("content") or "")
+            + (c["choices"][0]["delta"].get("reasoning_content") or "")
+            for c in reply.chunks
+            if isinstance(c, dict) and c.get("choices")
+        )
+        reasoning = sum(
+            len(c["choices"][0]["delta"].get("reasoning_content") or "")
+            for c in reply.chunks
+            if isinstance(c, dict) and c.get("choices")
+        )
+        completion = max(1, len(out_text) // 4)
+        if reply.usage_style == "openai":
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": hit},
+                "completion_tokens_details": {"reasoning_tokens": reasoning // 4},
+            }
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_cache_hit_tokens": hit,
+            "prompt_cache_miss_tokens": prompt - hit,
+            "completion_tokens_details": {"reasoning_tokens": reasoning // 4},
+        }
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        reply = self.script.pop(0) if self.script else self.default()
+        if reply.status != 200:
+            return web.json_response(reply.body or {}, status=reply.status, headers=reply.headers)
+        usage = reply.usage if reply.usage is not None else self._usage(body, reply)
+        chunks = list(reply.chunks)
+        # Usage rides on the finishing chunk (DeepSeek) or a separate `choices: []` chunk.
+        for i in range(len(chunks) - 1, -1, -1):
+            c = chunks[i]
+            if isinstance(c, dict) and c.get("choices") and c["choices"][0].get("finish_reason"):
+                if reply.usage_style == "deepseek":
+                    chunks[i] = {**c, "usage": usage}
+                else:
+                    chunks.insert(i + 1, {**_chunk({}), "choices": [], "usage": usage})
+                break
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + reply.keepalive_for
+        while loop.time() < end:
+            await resp.write(b": keep-alive\n\n")
+            await asyncio.sleep(min(0.05, reply.keepalive_for))
+        if reply.first_token_delay:
+            await asyncio.sleep(reply.first_token_delay)
+        for n, c in enumerate(chunks):
+            if reply.disconnect_after is not None and n >= reply.disconnect_after:
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+            line = c if isinstance(c, str) else "data: " + json.dumps(c)
+            await resp.write(line.encode() + b"\n\n")
+            if reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+        if reply.done:
+            await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
