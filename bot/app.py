@@ -6,7 +6,6 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
-import httpx
 import structlog
 from aiohttp import web
 from redis.asyncio import Redis
@@ -20,9 +19,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.config import Settings
-from bot.deps import Deps
-from bot.pricing import PriceTable
-from bot.store import open_redis, redis_ok
+from bot.deps import Deps, build_deps
+from bot.store import redis_ok
 
 log = structlog.get_logger(__name__)
 
@@ -60,8 +58,7 @@ class BotApp:
 
     async def aclose(self) -> None:
         await self.drain()
-        await self.deps.http.aclose()
-        await self.deps.redis.aclose()
+        await self.deps.aclose()
 
 
 def build_app(settings: Settings, *, redis: Redis | None = None) -> BotApp:
@@ -81,18 +78,7 @@ def build_app(settings: Settings, *, redis: Redis | None = None) -> BotApp:
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         ],
     )
-    deps = Deps(
-        settings=settings,
-        redis=redis if redis is not None else open_redis(settings),
-        http=httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                settings.deepseek_read_timeout, connect=settings.deepseek_connect_timeout
-            ),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        ),
-        slack=slack,
-        prices=PriceTable.from_settings(settings),
-    )
+    deps = build_deps(settings, redis=redis, slack=slack)
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
         client=slack,

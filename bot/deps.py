@@ -1,4 +1,4 @@
-"""The shared parts every surface uses, built once by `bot.app.build_app`."""
+"""The shared parts every surface uses, built once by `build_deps`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.deepseek import DeepSeekClient
+from bot.engine import Engine
+from bot.ledger import Ledger
+from bot.prefs import Prefs
 from bot.pricing import PriceTable
+from bot.store import open_redis
+from tools import build_tools
+from tools.base import Tool
 
 
 @dataclass
@@ -20,9 +28,14 @@ class Deps:
     settings: Settings
     redis: Redis
     http: httpx.AsyncClient  # shared pool: DeepSeek and the tools
-    slack: AsyncWebClient
     prices: PriceTable
-    inflight: set[asyncio.Task[object]] = field(default_factory=set)
+    client: DeepSeekClient
+    prefs: Prefs
+    ledger: Ledger
+    tools: list[Tool[Any]]
+    engine: Engine
+    slack: AsyncWebClient | None = None  # None outside Slack (the terminal)
+    inflight: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @asynccontextmanager
     async def busy(self) -> AsyncIterator[None]:
@@ -35,3 +48,27 @@ class Deps:
         finally:
             if task is not None:
                 self.inflight.discard(task)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.redis.aclose()
+
+
+def build_deps(
+    settings: Settings, *, redis: Redis | None = None, slack: AsyncWebClient | None = None
+) -> Deps:
+    """Build the engine and everything it stands on. Connects lazily (nothing at call time)."""
+    redis = redis if redis is not None else open_redis(settings)
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            settings.deepseek_read_timeout, connect=settings.deepseek_connect_timeout
+        ),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+    prices = PriceTable.from_settings(settings)
+    client = DeepSeekClient(settings, http)
+    prefs = Prefs(redis, settings)
+    ledger = Ledger(redis, settings)
+    tools = build_tools(settings)
+    engine = Engine(settings, redis, client, tools, prices, prefs, ledger, http)
+    return Deps(settings, redis, http, prices, client, prefs, ledger, tools, engine, slack)
