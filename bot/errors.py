@@ -66,3 +66,16 @@ class ContentFiltered(UpstreamError):
 
 class LengthExceeded(UpstreamError):
     user_message = "The answer hit the maximum length and was cut off."
+
+
+class OverBudget(UpstreamError):
+    user_message = "You have reached your spending cap for now. An admin can raise it."
+
+
+class ThreadBusy(UpstreamError):
+    user_message = "This thread is still busy with an earlier question. Please try again shortly."
+
+
+class StoreDown(UpstreamError):
+    user_message = "My memory store is unavailable right now. Please try again shortly."
+    notify_admins = True

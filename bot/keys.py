@@ -87,3 +87,13 @@ def feedback(team: str, model: str) -> str:
 def bot_threads(t: ThreadRef) -> str:
     """Marker: the bot has answered in this thread (follow-ups need no mention)."""
     return f"{PREFIX}:{t.tag}:joined"
+
+
+def thread_waiters(t: ThreadRef) -> str:
+    """ZSET of turns waiting for the thread lock, scored by message ts (FIFO order)."""
+    return f"{PREFIX}:{t.tag}:waiters"
+
+
+def thread_waiter(t: ThreadRef, turn_id: str) -> str:
+    """Heartbeat of a waiting turn; a waiter whose heartbeat expired is skipped."""
+    return f"{PREFIX}:{t.tag}:waiter:{turn_id}"

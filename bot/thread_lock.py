@@ -1,0 +1,80 @@
+"""One turn at a time per thread, across processes, in message order.
+
+A redis-py lock (owner token, expiry, extended by a watchdog while the turn runs) serialises
+turns; a ZSET of waiters scored by the message's Slack ts makes them take turns in the order
+people wrote. A replica that dies loses its lock at expiry and its waiters' heartbeats lapse,
+so nothing stays stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import cast
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+
+from bot import keys
+from bot.errors import ThreadBusy
+from bot.keys import ThreadRef
+
+log = structlog.get_logger(__name__)
+
+LOCK_TTL_S = 30.0
+HEARTBEAT_TTL_S = 10
+POLL_S = 0.05
+
+
+@contextlib.asynccontextmanager
+async def thread_turn(
+    redis: Redis, t: ThreadRef, turn_id: str, order: float, wait_s: float
+) -> AsyncIterator[None]:
+    """Hold the thread for one turn. Waits (up to `wait_s`) for every live waiter with an
+    earlier `order` and for the current holder. Raises ThreadBusy on timeout."""
+    waiters = keys.thread_waiters(t)
+    heartbeat = keys.thread_waiter(t, turn_id)
+    # thread_local=False: tasks on one loop share a thread, and each needs its own token.
+    lock = Lock(redis, keys.thread_lock(t), timeout=LOCK_TTL_S, thread_local=False)
+    await redis.zadd(waiters, {turn_id: order})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    try:
+        while True:
+            await redis.set(heartbeat, "1", ex=HEARTBEAT_TTL_S)
+            head = cast(list[str], await redis.zrange(waiters, 0, 0))
+            other = head[0] if head and head[0] != turn_id else None
+            if other and not await redis.exists(keys.thread_waiter(t, other)):
+                await redis.zrem(waiters, other)  # its replica died while waiting
+                continue
+            if (not head or head[0] == turn_id) and await lock.acquire(blocking=False):
+                break
+            if loop.time() > deadline:
+                raise ThreadBusy(f"thread busy for {wait_s:.0f}s")
+            await asyncio.sleep(POLL_S)
+    finally:
+        pipe = redis.pipeline(transaction=False)
+        pipe.zrem(waiters, turn_id)
+        pipe.delete(heartbeat)
+        pipe.expire(waiters, 3600)
+        await pipe.execute()
+    watchdog = asyncio.create_task(_keep(lock))
+    try:
+        yield
+    finally:
+        watchdog.cancel()
+        with contextlib.suppress(Exception):
+            await lock.release()
+
+
+async def _keep(lock: Lock) -> None:
+    """Extend the lock while the turn runs, so a long answer keeps the thread."""
+    while True:
+        await asyncio.sleep(LOCK_TTL_S / 3)
+        try:
+            await lock.reacquire()
+        except Exception as exc:  # the turn goes on; a second turn may start after expiry
+            log.warning("thread_lock_lost", error=type(exc).__name__)
+            return
