@@ -16,6 +16,7 @@ from typing import cast
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 
 from bot import keys
 from bot.errors import ThreadBusy
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 LOCK_TTL_S = 30.0
 HEARTBEAT_TTL_S = 10
 POLL_S = 0.05
+RELEASE_RETRY_S = 0.2
 
 
 @contextlib.asynccontextmanager
@@ -65,8 +67,34 @@ async def thread_turn(
         yield
     finally:
         watchdog.cancel()
-        with contextlib.suppress(Exception):
+        try:
             await lock.release()
+        except LockError:
+            pass  # expired: someone else may hold it now
+        except (RedisError, OSError):
+            # Redis is down (or restarting). Release once it is back rather than leaving the
+            # thread stuck until expiry; an append-only Redis replays the lock key.
+            _pending.add(asyncio.create_task(_release_later(lock)))
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+async def _release_later(lock: Lock) -> None:
+    try:
+        for _ in range(int(LOCK_TTL_S / RELEASE_RETRY_S)):
+            await asyncio.sleep(RELEASE_RETRY_S)
+            try:
+                await lock.release()
+                return
+            except LockError:
+                return
+            except (RedisError, OSError):
+                continue
+    finally:
+        task = asyncio.current_task()
+        if task is not None:
+            _pending.discard(task)
 
 
 async def _keep(lock: Lock) -> None:

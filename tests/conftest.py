@@ -38,7 +38,7 @@ def free_port() -> int:
 class RedisProcess:
     """A `redis-server` child process on a free port, in a temp dir (restartable for drills)."""
 
-    def __init__(self, *, appendonly: bool = False) -> None:
+    def __init__(self, *, appendonly: bool = False, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.exit(
@@ -46,7 +46,7 @@ class RedisProcess:
                 2,
             )
         self.binary = binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="dsk-redis-")
         self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,6 +68,8 @@ class RedisProcess:
             self.dir,
             "--appendonly",
             "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
