@@ -58,12 +58,20 @@ def channel_prefs(team: str, channel: str) -> str:
 
 
 def usage(team: str, day: str, dimension: str) -> str:
-    """HASH of per-day aggregates. `dimension`: total, model, user, channel.
-    Fields are `{member}:{metric}` (or `{metric}` for total)."""
+    """HASH of per-day aggregates. `dimension`: total, model, user, channel, thread.
+    Fields are `{member}:{metric}` (or `{metric}` for total); a thread member is
+    `{channel}/{thread_ts}`."""
     return f"{PREFIX}:{{{team}}}:usage:{day}:{dimension}"
 
 
+def usage_month(team: str, month: str) -> str:
+    """HASH of one month's running totals (`cost`), for the workspace budget. `month`: YYYY-MM."""
+    return f"{PREFIX}:{{{team}}}:usage-month:{month}"
+
+
 def budgets(team: str) -> str:
+    """HASH of spending caps in micro-dollars (`user_daily`, `workspace_monthly`) and who set
+    them (`user_daily_by`, `workspace_monthly_by`)."""
     return f"{PREFIX}:{{{team}}}:budgets"
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
+from handlers import command, home
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     """Register every Slack surface's listeners on `app`."""
+    command.register(app, deps)
+    home.register(app, deps)

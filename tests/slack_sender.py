@@ -73,7 +73,13 @@ class SlackSender:
         return await self.post(json.dumps(payload).encode(), "application/json", headers=headers)
 
     async def command(
-        self, text: str, *, user: str = "U1", channel: str = "C1", command: str = "/deepseek"
+        self,
+        text: str,
+        *,
+        user: str = "U1",
+        channel: str = "C1",
+        command: str = "/deepseek",
+        response_url: str = "http://127.0.0.1:9/response",
     ) -> httpx.Response:
         form = {
             "token": "legacy",
@@ -84,7 +90,7 @@ class SlackSender:
             "user_name": user.lower(),
             "command": command,
             "text": text,
-            "response_url": "http://127.0.0.1:9/response",
+            "response_url": response_url,
             "trigger_id": f"trig{next(_ids)}",
             "api_app_id": "A1",
         }

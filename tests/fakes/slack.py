@@ -75,6 +75,7 @@ class FakeSlack:
         self.uploads: dict[str, dict[str, Any]] = {}
         self.failures: dict[str, list[Failure]] = {}
         self.views: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []  # bodies POSTed to `response_url`
         self.delay: dict[str, float] = {}
         self._ts = itertools.count(1)
         self.url = ""  # base URL ending with /api/, set on start
@@ -165,6 +166,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/files/{file_id}", self._download)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/response/{key}", self._response)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -188,6 +190,15 @@ class FakeSlack:
         body = await request.read()
         self.uploads[request.match_info["file_id"]]["content"] = body
         return web.Response(text="OK - 1")
+
+    @property
+    def response_url(self) -> str:
+        """A slash command's `response_url` that records what the app sends to it."""
+        return self.url.replace("/api/", "/response/cmd")
+
+    async def _response(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]

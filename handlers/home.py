@@ -1,0 +1,43 @@
+"""The App Home tab: the person's settings and own usage; admins also see the workspace's
+last 7 days. Published on every `app_home_opened` for the Home tab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.deps import Deps
+from bot.report_blocks import home_view
+from handlers.admins import SlackAdmins
+from handlers.command import SLACK_STYLE, build_service
+
+log = structlog.get_logger(__name__)
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    assert deps.slack is not None
+    service = build_service(deps, SlackAdmins(deps.settings, deps.redis, deps.slack))
+
+    @app.event("app_home_opened")
+    async def on_home_opened(
+        event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+    ) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        user = event["user"]
+        team = context.team_id or event.get("view", {}).get("team_id", "")
+        try:
+            data = await service.home(team, user)
+            view = home_view(
+                data, prefix=SLACK_STYLE.prefix, user=SLACK_STYLE.user, channel=SLACK_STYLE.channel
+            )
+            await client.views_publish(user_id=user, view=view)
+        except (RedisError, OSError) as exc:
+            log.error("home_failed", error=type(exc).__name__)
+        except SlackApiError as exc:
+            log.warning("home_publish_failed", error=exc.response.get("error"))

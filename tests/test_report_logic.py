@@ -1,0 +1,194 @@
+"""Usage arithmetic and formatting (pure table tests)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from bot.config import Price
+from bot.report_logic import (
+    DailyRow,
+    Metrics,
+    Period,
+    Report,
+    cost_markdown,
+    daily_csv,
+    describe_prices,
+    format_money,
+    format_ratio,
+    merge,
+    parse_members,
+    parse_total,
+    percent_of,
+    period_days,
+    top,
+    usage_markdown,
+)
+
+D = Decimal
+
+
+@pytest.mark.parametrize(
+    ("period", "today", "first", "count"),
+    [
+        ("today", date(2026, 11, 7), date(2026, 11, 7), 1),
+        ("7d", date(2026, 11, 7), date(2026, 11, 1), 7),
+        ("7d", date(2026, 3, 2), date(2026, 2, 24), 7),
+        ("30d", date(2026, 11, 7), date(2026, 10, 9), 30),
+        ("month", date(2026, 11, 7), date(2026, 11, 1), 7),
+        ("month", date(2026, 11, 1), date(2026, 11, 1), 1),
+        ("month", date(2028, 2, 29), date(2028, 2, 1), 29),
+    ],
+)
+def test_period_days(period: Period, today: date, first: date, count: int) -> None:
+    days = period_days(period, today)
+    assert (days[0], days[-1], len(days)) == (first, today, count)
+    assert days == sorted(days)
+
+
+def test_parse_members_splits_on_the_last_colon() -> None:
+    raw = {
+        "deepseek-v4-pro:requests": "2",
+        "deepseek-v4-pro:cost": "300",
+        "gw:model:x:hit": "5",
+        "U1:bogus": "1",
+        "prices": "deepseek: ...",
+        "U2:out": "not-a-number",
+    }
+    assert parse_members(raw) == {
+        "deepseek-v4-pro": Metrics(requests=2, cost=300),
+        "gw:model:x": Metrics(hit=5),
+        "U2": Metrics(out=0),
+    }
+
+
+def test_parse_total_ignores_unknown_fields() -> None:
+    raw = {"requests": "3", "hit": "10", "miss": "5", "prices": "deepseek: x", "cost": "7"}
+    assert parse_total(raw) == Metrics(requests=3, hit=10, miss=5, cost=7)
+
+
+def test_merge_and_top() -> None:
+    day1 = {"U1": Metrics(requests=1, cost=10), "U2": Metrics(requests=5, cost=10)}
+    day2 = {"U1": Metrics(requests=1, cost=5), "U3": Metrics(requests=1, cost=1)}
+    merged = merge([day1, day2])
+    assert merged["U1"] == Metrics(requests=2, cost=15)
+    # Highest cost first; equal cost: more requests first.
+    assert [k for k, _ in top(merged, 3)] == ["U1", "U2", "U3"]
+    assert [k for k, _ in top(merged, 1)] == ["U1"]
+
+
+@pytest.mark.parametrize(
+    ("micros", "text"),
+    [
+        (5_000_000, "$5.00"),
+        (2_500_000, "$2.50"),
+        (1_230_000, "$1.23"),
+        (1_234_567, "$1.2346"),
+        (194, "$0.0002"),
+        (0, "$0.00"),
+    ],
+)
+def test_format_money(micros: int, text: str) -> None:
+    assert format_money(micros) == text
+
+
+@pytest.mark.parametrize(
+    ("ratio", "text"), [(None, "n/a"), (0.8, "80.0%"), (1 / 3, "33.3%"), (0.0, "0.0%")]
+)
+def test_format_ratio(ratio: float | None, text: str) -> None:
+    assert format_ratio(ratio) == text
+
+
+@pytest.mark.parametrize(
+    ("part", "whole", "pct"), [(80, 100, 80), (799, 1000, 79), (5, 0, 0), (300, 200, 150)]
+)
+def test_percent_of(part: int, whole: int, pct: int) -> None:
+    assert percent_of(part, whole) == pct
+
+
+def test_metrics_ratio_and_counters() -> None:
+    m = Metrics(requests=1, thinking=1, hit=800, miss=200, out=50, cost=9)
+    assert m.input == 1000
+    assert m.hit_ratio == 0.8
+    assert Metrics().hit_ratio is None
+    assert m.as_counters() == {
+        "requests": 1,
+        "thinking": 1,
+        "hit": 800,
+        "miss": 200,
+        "out": 50,
+        "cost": 9,
+    }
+
+
+@pytest.mark.parametrize(
+    ("gateway", "prices", "expected"),
+    [
+        (
+            "deepseek",
+            {"flash": Price(input=D("0.14"), cache_hit=D("0.0028"), output=D("0.28"))},
+            "deepseek: flash in $0.14 / hit $0.0028 / out $0.28 (USD per 1M tokens)",
+        ),
+        (
+            "tokenhub",
+            {
+                "pro": Price(input=D("1.80"), cache_hit=None, output=D("3.60")),
+                "flash": Price(input=D("0.15"), output=D("0.30")),
+            },
+            "tokenhub: flash in $0.15 / hit none listed / out $0.3; "
+            "pro in $1.8 / hit none listed / out $3.6 (USD per 1M tokens)",
+        ),
+    ],
+)
+def test_describe_prices(gateway: str, prices: dict[str, Price], expected: str) -> None:
+    assert describe_prices(gateway, prices) == expected  # type: ignore[arg-type]
+
+
+def test_daily_csv_has_exact_dollars() -> None:
+    rows = [
+        DailyRow(date(2026, 11, 6), "deepseek-v4-flash", Metrics(2, 1, 10, 20, 30, 4, 194, 7)),
+        DailyRow(date(2026, 11, 7), "deepseek-v4-pro", Metrics(1, 0, 0, 5, 6, 0, 1_234_567, 0)),
+    ]
+    assert daily_csv(rows).splitlines() == [
+        "date,model,requests,thinking_requests,input_cache_hit_tokens,"
+        "input_cache_miss_tokens,output_tokens,reasoning_tokens,cost_usd,saved_by_cache_usd",
+        "2026-11-06,deepseek-v4-flash,2,1,10,20,30,4,0.000194,0.000007",
+        "2026-11-07,deepseek-v4-pro,1,0,0,5,6,0,1.234567,0.000000",
+    ]
+
+
+def test_cost_markdown_lists_totals_models_people_and_prices() -> None:
+    report = Report(
+        period="7d",
+        days=period_days("7d", date(2026, 11, 7)),
+        total=Metrics(3, 2, 1_200_000, 300_000, 300_000, 50_000, 307_020, 399_980),
+        by_model={
+            "deepseek-v4-pro": Metrics(requests=1, cost=263_900, hit=800_000, miss=200_000),
+            "deepseek-v4-flash": Metrics(requests=2, cost=43_120),
+        },
+        by_user={"U1": Metrics(requests=2, cost=300_000), "U2": Metrics(requests=1, cost=7_020)},
+        by_channel={"C1": Metrics(requests=3, cost=307_020)},
+        pricing=["deepseek: pro ..."],
+    )
+    text = cost_markdown(report, user=lambda u: f"<@{u}>", top_n=1)
+    assert "**Cost, last 7 days** (2026-11-01 to 2026-11-07 UTC)" in text
+    assert "- Spend: $0.3070" in text
+    assert "- Requests: 3 (2 with thinking)" in text
+    assert "- Input tokens: 1,500,000 (cache hit 1,200,000 / miss 300,000)" in text
+    assert "- Output tokens: 300,000 (of which reasoning 50,000)" in text
+    assert "- Cache hit ratio: 80.0%" in text
+    assert "- Saved by cache: $0.4000" in text
+    assert "| deepseek-v4-pro | 1 | 1,000,000 | 0 | $0.2639 |" in text
+    assert "1. <@U1>: $0.3000 · 2 requests" in text
+    assert "U2" not in text  # top 1 only
+    assert "1. C1: $0.3070 · 3 requests" in text
+    assert "Prices: deepseek: pro ..." in text
+
+
+def test_empty_reports_say_so() -> None:
+    days = [date(2026, 11, 7)]
+    empty = Report("today", days, Metrics(), {}, {}, {})
+    assert "No usage recorded in this period." in cost_markdown(empty)
+    assert "No requests in this period." in usage_markdown("today", days, Metrics())
