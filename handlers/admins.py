@@ -24,6 +24,14 @@ log = structlog.get_logger(__name__)
 ADMIN_CACHE_S = 600
 
 
+def slack_error(exc: SlackApiError) -> str:
+    """Slack's error code (`channel_not_found`), or the HTTP status if the body had none."""
+    data = exc.response.data
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"http_{exc.response.status_code}"
+
+
 class SlackAdmins:
     def __init__(self, settings: Settings, redis: Redis, client: AsyncWebClient) -> None:
         self._settings = settings
@@ -42,7 +50,7 @@ class SlackAdmins:
         try:
             resp = await self._client.users_info(user=user)
         except SlackApiError as exc:
-            log.warning("users_info_failed", error=exc.response.get("error"))
+            log.warning("users_info_failed", error=slack_error(exc))
             return False
         info = resp.get("user") or {}
         admin = any(info.get(k) for k in ("is_admin", "is_owner", "is_primary_owner"))
@@ -80,5 +88,5 @@ class SlackAdmins:
             try:
                 await self._client.chat_postMessage(channel=await self.dm(user), text=text)
             except SlackApiError as exc:
-                log.warning("budget_notice_failed", error=exc.response.get("error"))
+                log.warning("budget_notice_failed", error=slack_error(exc))
         log.info("budget_notice_sent", threshold=alert.threshold, recipients=len(recipients))

@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.command_service import Caller, CommandResult, CommandService, ExportFile, Style
 from bot.deps import Deps
-from handlers.admins import SlackAdmins
+from handlers.admins import SlackAdmins, slack_error
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +29,7 @@ SLACK_STYLE = Style(
     blocks=True,
 )
 FAILED = "Sorry, that did not work: my store is unavailable. Please try again shortly."
+CRASHED = "Sorry, something went wrong with that command. It has been logged."
 
 
 def build_service(deps: Deps, admins: SlackAdmins) -> CommandService:
@@ -53,8 +54,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             if result.file is not None:
                 result = await _deliver_export(client, admins, caller, result, result.file)
         except (RedisError, OSError) as exc:
-            log.error("command_failed", error=type(exc).__name__)
+            log.error("command_store_failed", error=type(exc).__name__)
             result = CommandResult(FAILED, ok=False)
+        except Exception:  # the surface's edge: the caller gets a sentence, the log the detail
+            log.exception("command_failed")
+            result = CommandResult(CRASHED, ok=False)
         await _reply(client, respond, caller, result)
 
 
@@ -76,9 +80,9 @@ async def _deliver_export(
             initial_comment=result.text,
         )
     except SlackApiError as exc:
-        log.warning("cost_export_upload_failed", error=exc.response.get("error"))
+        log.warning("cost_export_upload_failed", error=slack_error(exc))
         return CommandResult("The CSV could not be uploaded to your DM. Please try again.")
-    return CommandResult(f"{result.text} Sent to our DM as `{export.filename}`.")
+    return CommandResult(f"{result.text} I sent it to you in a DM as `{export.filename}`.")
 
 
 async def _reply(
@@ -92,7 +96,7 @@ async def _reply(
         )
         return
     except SlackApiError as exc:
-        log.info("ephemeral_fallback", error=exc.response.get("error"))
+        log.info("ephemeral_fallback", error=slack_error(exc))
     try:
         await respond(text=text, blocks=result.blocks, response_type="ephemeral")
     except Exception as exc:  # the response_url is the last way to reach the caller

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
 from bot.report_blocks import home_view
-from handlers.admins import SlackAdmins
+from handlers.admins import SlackAdmins, slack_error
 from handlers.command import SLACK_STYLE, build_service
 
 log = structlog.get_logger(__name__)
@@ -40,4 +40,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except (RedisError, OSError) as exc:
             log.error("home_failed", error=type(exc).__name__)
         except SlackApiError as exc:
-            log.warning("home_publish_failed", error=exc.response.get("error"))
+            log.warning("home_publish_failed", error=slack_error(exc))

@@ -164,6 +164,7 @@ class FakeSlack:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)  # slack_sdk GETs some, e.g. users.info
         app.router.add_get("/files/{file_id}", self._download)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/response/{key}", self._response)
@@ -207,6 +208,7 @@ class FakeSlack:
         else:
             form = await request.post()
             args = {k: v for k, v in form.items() if isinstance(v, str)}
+            args.update(request.query)  # GET methods send their arguments as a query string
         for key in ("blocks", "chunks", "files", "view", "prompts", "loading_messages"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
