@@ -74,6 +74,15 @@ class Style:
     user: Callable[[str], str] = _plain
     channel: Callable[[str], str] = _plain
     blocks: bool = False
+    export_to: str = "a file"  # where `cost export` puts the CSV, for the help text
+
+
+TERMINAL_STYLE = Style(prefix="/")
+
+
+async def always_admin(team: str, user: str) -> bool:
+    """The terminal's admin check: whoever runs the bot locally administers it."""
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,14 +262,14 @@ class CommandService:
         lines.append(f"- Workspace spend this month: {format_usd(month)}")
         p = self.style.prefix
         lines.append(
-            f"{self._at_cap()} Set with `{p}budget user <dollars>/day` or "
-            f"`{p}budget workspace <dollars>/month`; `off` removes one."
+            f"{self._at_cap()} Set caps in US dollars like `{p}budget user 5/day` or "
+            f"`{p}budget workspace 200/month`; `off` removes one."
         )
         return CommandResult("\n".join(lines))
 
     async def _help(self, caller: Caller, unknown: str) -> CommandResult:
         admin = await self.is_admin(caller.team, caller.user)
-        text = help_text(self.style.prefix, admin=admin)
+        text = help_text(self.style.prefix, admin=admin, export_to=self.style.export_to)
         if unknown:
             text = f"I don't know `{unknown}`. Here is what I can do:\n{text}"
         return CommandResult(text)

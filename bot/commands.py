@@ -116,6 +116,13 @@ def subcommand_name(command: Command) -> str:
     return ""
 
 
+def shown(word: str, limit: int = 30) -> str:
+    """A word the caller typed, safe to echo inside `code`: no markup or control characters
+    (Slack's `<!channel>`, backticks), at most `limit` characters."""
+    clean = re.sub(r"[<>&`*_~|]", "", word)
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
 def _or_list(words: tuple[str, ...]) -> str:
     quoted = [f"`{w}`" for w in words]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
@@ -139,7 +146,7 @@ def _pref(name: PrefName, args: list[str], scope: Scope) -> Command:
     if name == "thinking":
         value = {"true": "on", "yes": "on", "false": "off", "no": "off"}.get(value, value)
     if value not in VALUES[name]:
-        return BadArgument(f"`{args[0]}` is not a choice here. {hint}")
+        return BadArgument(f"`{shown(args[0])}` is not a choice here. {hint}")
     return SetPref(name, value, scope)
 
 
@@ -154,7 +161,9 @@ def _period(
 
 
 _AMOUNT = re.compile(r"^\$?(?P<amount>[0-9]+(?:\.[0-9]+)?)\$?(?:/(?P<per>[a-z]+))?$")
-_BUDGET_HINT = "Budgets are `budget user <dollars>/day` or `budget workspace <dollars>/month`."
+_BUDGET_HINT = (
+    "Budgets are in US dollars, like `budget user 5/day` or `budget workspace 200/month`."
+)
 _PERIOD_OF: dict[BudgetScope, str] = {"user": "day", "workspace": "month"}
 _EXAMPLE: dict[BudgetScope, str] = {
     "user": "budget user 5/day",
@@ -203,7 +212,8 @@ def _channel(args: list[str]) -> Command:
         name: PrefName = args[0]
         return _pref(name, args[1:], "channel")
     return BadArgument(
-        "Channel defaults are `channel model|thinking|effort <value>`, like `channel model pro`."
+        "Channel defaults are set like `channel model pro`, `channel thinking off` or "
+        "`channel effort max`."
     )
 
 
@@ -231,11 +241,14 @@ def parse(text: str) -> Command:
         return _budget(args)
     if head in ("help", "?"):
         return Help()
-    return Help(unknown=text.strip().split()[0])
+    return Help(unknown=shown(text.strip().split()[0]))
 
 
-def help_text(prefix: str = "/deepseek ", *, admin: bool = False) -> str:
-    """Short usage text (standard markdown that also reads as Slack mrkdwn)."""
+def help_text(
+    prefix: str = "/deepseek ", *, admin: bool = False, export_to: str = "your DM"
+) -> str:
+    """Short usage text (standard markdown that also reads as Slack mrkdwn). `export_to`:
+    where `cost export` puts the CSV on this surface."""
     lines = [
         f"- `{prefix}model pro|flash`: the model that answers you",
         f"- `{prefix}thinking on|off`, `{prefix}effort low|high|max`: how hard it thinks",
@@ -245,11 +258,11 @@ def help_text(prefix: str = "/deepseek ", *, admin: bool = False) -> str:
     ]
     if admin:
         lines += [
-            f"- `{prefix}channel model|thinking|effort <value>`: this channel's defaults",
+            f"- `{prefix}channel model pro` (or `thinking`, `effort`): this channel's defaults",
             f"- `{prefix}cost [today|7d|30d|month]`: workspace spend",
-            f"- `{prefix}cost export [7d|30d|month]`: a CSV of daily rows in your DM",
-            f"- `{prefix}budget user <dollars>/day`, `{prefix}budget workspace <dollars>/month`"
-            ": spending caps (`off` removes one)",
+            f"- `{prefix}cost export [7d|30d|month]`: a CSV of daily rows in {export_to}",
+            f"- `{prefix}budget user 5/day`, `{prefix}budget workspace 200/month`: spending caps"
+            " in US dollars (`off` removes one)",
         ]
     else:
         lines.append(f"- Admins also have `{prefix}channel`, `cost` and `budget`.")

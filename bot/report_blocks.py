@@ -40,7 +40,11 @@ from bot.report_logic import (
 Namer = Callable[[str], str]
 TOP_N = 5  # a section holds ten fields: five name/figures pairs
 
-_SOURCE_WORDS = {"user": "your choice", "channel": "this channel's default", "default": "default"}
+_SOURCE_WORDS = {
+    "user": "your choice",
+    "channel": "this channel's default",
+    "default": "the default",
+}
 
 
 def _section(text: str) -> SectionBlock:

@@ -75,7 +75,7 @@ class SlackAdmins:
                 "The workspace reached its monthly DeepSeek cap of "
                 f"{format_money(alert.cap_micros)} ({format_usd(alert.spent_micros)} spent "
                 f"in {alert.month}): {action}. "
-                "Raise it with `/deepseek budget workspace <dollars>/month`."
+                "Raise it with `/deepseek budget workspace` and an amount, like `300/month`."
             )
         else:
             text = (

@@ -27,6 +27,7 @@ SLACK_STYLE = Style(
     user=lambda u: f"<@{u}>",
     channel=lambda c: f"<#{c}>",
     blocks=True,
+    export_to="your DM",
 )
 FAILED = "Sorry, that did not work: my store is unavailable. Please try again shortly."
 CRASHED = "Sorry, something went wrong with that command. It has been logged."

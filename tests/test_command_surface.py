@@ -116,11 +116,11 @@ async def test_settings_show_each_value_and_its_source(bot: RunningBot) -> None:
     assert reply.args["text"].splitlines()[:4] == [
         "Your settings here:",
         "- Model: pro (`deepseek-v4-pro`), this channel's default",
-        "- Thinking: on, default",
+        "- Thinking: on, the default",
         "- Effort: low, your choice",
     ]
     elsewhere = await slash(bot, "settings", channel="C2")
-    assert "- Model: flash (`deepseek-v4-flash`), default" in elsewhere.args["text"]
+    assert "- Model: flash (`deepseek-v4-flash`), the default" in elsewhere.args["text"]
 
 
 async def test_reset_and_default_go_back_to_the_next_layer(bot: RunningBot) -> None:
@@ -133,7 +133,7 @@ async def test_reset_and_default_go_back_to_the_next_layer(bot: RunningBot) -> N
     )
     await slash(bot, "model pro")
     reply = await slash(bot, "reset")
-    assert "- Model: flash (`deepseek-v4-flash`), default" in reply.args["text"]
+    assert "- Model: flash (`deepseek-v4-flash`), the default" in reply.args["text"]
 
 
 async def test_channel_defaults_are_for_admins(bot: RunningBot) -> None:

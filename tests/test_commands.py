@@ -85,7 +85,7 @@ def test_parse(text: str, expected: Command) -> None:
         ("thinking maybe", "Thinking is `on` or `off`"),
         ("effort 11", "`11` is not a choice here. Effort is `low`, `high` or `max`"),
         ("effort medium", "Effort is `low`, `high` or `max`"),
-        ("channel", "Channel defaults are `channel model|thinking|effort <value>`"),
+        ("channel", "Channel defaults are set like `channel model pro`"),
         ("channel colour red", "Channel defaults are"),
         ("channel model gpt5", "like `channel model pro`"),
         ("usage 90d", "Usage covers `today`, `7d` or `30d`."),
@@ -98,8 +98,8 @@ def test_parse(text: str, expected: Command) -> None:
         ("budget workspace 5/day", "A workspace budget is per month"),
         ("budget user 0/day", "must be more than $0"),
         ("budget user 2000000/day", "more than $1,000,000"),
-        ("budget team 5", "Budgets are `budget user <dollars>/day`"),
-        ("budget user", "Budgets are `budget user <dollars>/day`"),
+        ("budget team 5", "Budgets are in US dollars, like `budget user 5/day`"),
+        ("budget user", "Budgets are in US dollars, like `budget user 5/day`"),
     ],
 )
 def test_bad_arguments_get_one_line(text: str, needle: str) -> None:
@@ -134,7 +134,7 @@ def test_admin_only(text: str, admin_only: bool, name: str) -> None:
     [
         ("/deepseek ", False, "`/deepseek model pro|flash`", "`/deepseek cost [today"),
         ("/deepseek ", True, "`/deepseek cost [today|7d|30d|month]`", "Admins also have"),
-        ("/", True, "`/budget user <dollars>/day`", "/deepseek"),
+        ("/", True, "`/budget user 5/day`", "/deepseek"),
         ("/", False, "`/usage [today|7d|30d]`", "/deepseek"),
     ],
 )
@@ -143,3 +143,25 @@ def test_help_text(prefix: str, admin: bool, present: str, absent: str) -> None:
     assert present in text
     assert absent not in text
     assert len(text.splitlines()) <= 10
+
+
+@pytest.mark.parametrize(
+    ("text", "echoed"),
+    [
+        ("<!channel> hi", "I don't know `!channel`"),
+        ("`rm` x", "I don't know `rm`"),
+        ("model <@U123|bob>", "`@u123bob` is not a choice here"),
+        ("x" * 80, "I don't know `" + "x" * 29 + "…`"),
+    ],
+)
+def test_echoed_words_carry_no_markup(text: str, echoed: str) -> None:
+    command = parse(text)
+    message = command.message if isinstance(command, BadArgument) else ""
+    if isinstance(command, Help):
+        message = f"I don't know `{command.unknown}`"
+    assert echoed in message
+
+
+def test_help_names_where_the_export_goes() -> None:
+    assert "daily rows in a file" in help_text("/", admin=True, export_to="a file")
+    assert "daily rows in your DM" in help_text(admin=True)
