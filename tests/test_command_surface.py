@@ -21,7 +21,7 @@ from bot.keys import ThreadRef
 from bot.ledger import UsageRecord
 from bot.pricing import PriceTable
 from tests.conftest import RunningBot, make_settings, start_bot
-from tests.fakes.deepseek import FakeDeepSeek
+from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import Call, FakeSlack
 
 NOW = datetime(2026, 11, 7, 15, 30, tzinfo=UTC)
@@ -484,3 +484,25 @@ def test_price_table_matches_the_gateways() -> None:
         table = PriceTable.from_settings(make_settings(None, None, deepseek_gateway=gateway))
         cost = table.cost_micros("pro", PRO) + table.cost_micros("flash", FLASH)
         assert f"${cost / 1e6:.4f}" == total
+
+
+async def test_a_real_turn_is_recorded_and_priced(bot: RunningBot) -> None:
+    """Engine -> ledger -> `/deepseek usage` and `cost`: the gateway's reported usage, priced
+    on DeepSeek's table (hits as hits)."""
+    usage = {
+        "prompt_tokens": 1_000_000,
+        "completion_tokens": 200_000,
+        "prompt_cache_hit_tokens": 800_000,
+        "prompt_cache_miss_tokens": 200_000,
+        "completion_tokens_details": {"reasoning_tokens": 50_000},
+    }
+    bot.fake_deepseek.push(text_reply("Hello.", usage=usage))
+    await slash(bot, "model pro")
+    events = await run_turn(bot)
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.cost_micros == 263_900
+    mine = await slash(bot, "usage")
+    assert mine.args["text"] == "Your usage, today: $0.2639"
+    cost = await slash(bot, "cost", user="UADMIN")
+    assert cost.args["text"] == "Cost, today: $0.2639"
+    assert "*Saved by cache*\\n$0.3451" in json.dumps(cost.args["blocks"])

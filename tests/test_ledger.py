@@ -4,6 +4,7 @@ budget alerts, retention."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -43,6 +44,10 @@ EXPECTED: dict[str, tuple[int, int, int, int]] = {
     "ourtoken": (211_200, 34_496, 276_000, 43_904),
     "tokenhub": (2_520_000, 105_000, 0, 0),
 }
+
+
+def replace_at(rec: UsageRecord, at: datetime) -> UsageRecord:
+    return dataclasses.replace(rec, at=at)
 
 
 def ledger_for(redis: Redis, gateway: Gateway = "deepseek", **overrides: Any) -> Ledger:
@@ -155,6 +160,17 @@ async def test_prompt_only_usage_counts_as_misses(redis: Redis) -> None:
     assert (total.hit, total.miss, total.cost) == (0, 1000, 143)
 
 
+async def test_large_sums_stay_exact(redis: Redis) -> None:
+    ledger = ledger_for(redis)
+    rec = record(ledger._settings, "pro", PRO)
+    big = dataclasses.replace(rec, cost_micros=123_456_789_012_345)
+    await ledger.record(big)
+    await ledger.record(replace_at(big, NOW - timedelta(days=1)))
+    report = await ledger.report("T1", "7d")
+    assert report.total.cost == 246_913_578_024_690
+    assert report.by_user["U1"].cost == 246_913_578_024_690
+
+
 async def test_concurrent_records_are_all_counted(redis: Redis) -> None:
     ledger = ledger_for(redis)
     rec = record(ledger._settings, "flash", Usage(prompt=100, completion=10, cache_miss=100))
@@ -174,7 +190,7 @@ async def test_aggregates_expire_after_the_retention(redis: Redis) -> None:
     assert set(thread) == {"C1/1700000000.000100:requests", "C1/1700000000.000100:cost"}
 
 
-async def test_a_30_day_report_is_one_pipeline_of_hgetalls_and_no_scan(redis: Redis) -> None:
+async def test_a_30_day_report_is_four_merges_and_no_scan(redis: Redis) -> None:
     ledger = ledger_for(redis)
     await ledger.record(record(ledger._settings, "pro", PRO))
     await redis.config_resetstat()
@@ -182,8 +198,10 @@ async def test_a_30_day_report_is_one_pipeline_of_hgetalls_and_no_scan(redis: Re
     stats = await redis.info("commandstats")
     called = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
     called.pop("info", None)
-    called.pop("config|resetstat", None)
-    assert called == {"hgetall": 30 * 4}
+    for admin in ("config|resetstat", "script|exists", "script|load"):
+        called.pop(admin, None)
+    # Four server-side merges of 30 hashes each, and each day's price-table line.
+    assert called == {"evalsha": 4, "hgetall": 30 * 4, "hget": 30}
 
 
 async def test_user_daily_cap(redis: Redis) -> None:
