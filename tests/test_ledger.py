@@ -17,6 +17,7 @@ from bot.events import Usage
 from bot.ledger import BudgetAlert, Ledger, UsageRecord
 from bot.pricing import PriceTable
 from bot.report_logic import Metrics
+from bot.store import open_redis
 from tests.conftest import make_settings
 
 NOW = datetime(2026, 11, 7, 15, 30, tzinfo=UTC)
@@ -311,3 +312,18 @@ def test_days_are_utc_days() -> None:
         now=lambda: datetime(2026, 11, 8, 1, 30, tzinfo=local),
     )
     assert ledger.today() == date(2026, 11, 7)
+
+
+async def test_the_embedded_store_runs_the_same_ledger() -> None:
+    """The terminal without REDIS_URL uses fakeredis: MULTI, the merge script, budgets."""
+    settings = make_settings(None, None, redis_url=None)
+    redis = open_redis(settings)
+    ledger = Ledger(redis, settings, now=lambda: NOW)
+    await ledger.set_budget("T1", "workspace", 300_000, by="U1")
+    await ledger.record(record(settings, "pro", PRO))
+    alert = await ledger.record(record(settings, "flash", FLASH, user="U2"))
+    assert alert is not None and alert.threshold == 100
+    report = await ledger.report("T1", "30d")
+    assert (report.total.cost, report.by_user["U2"].cost) == (307_020, 43_120)
+    assert await ledger.budget_verdict("T1", "U3") == "refuse"
+    await redis.aclose()
