@@ -211,7 +211,10 @@ class CommandService:
         if budgets.user_daily is None and budgets.workspace_monthly is None:
             return ""
         user_today, month = await self.ledger.spend(caller.team, caller.user)
-        return budget_line(budgets, user_today, month)
+        admin = budgets.workspace_monthly is not None and await self.is_admin(
+            caller.team, caller.user
+        )
+        return budget_line(budgets, user_today, month, admin=admin)
 
     async def _export(self, caller: Caller, cmd: ExportCost) -> CommandResult:
         rows = await self.ledger.daily_rows(caller.team, cmd.period)

@@ -124,8 +124,9 @@ def settings_fields(prefs: TurnSettings, model_id: str) -> list[tuple[str, str]]
     ]
 
 
-def budget_line(budgets: Budgets, user_today: int, workspace_month: int) -> str:
-    """One line on caps and spend against them; "" when there is no cap."""
+def budget_line(budgets: Budgets, user_today: int, workspace_month: int, *, admin: bool) -> str:
+    """One line on caps and spend against them; "" when there is no cap. Only admins see
+    workspace figures; others learn only that the workspace cap was reached."""
     parts = []
     if budgets.user_daily is not None:
         parts.append(
@@ -133,12 +134,14 @@ def budget_line(budgets: Budgets, user_today: int, workspace_month: int) -> str:
             f"you spent {format_usd(user_today)} today "
             f"({percent_of(user_today, budgets.user_daily)}%)."
         )
-    if budgets.workspace_monthly is not None:
+    cap = budgets.workspace_monthly
+    if cap is not None and admin:
         parts.append(
-            f"Workspace monthly cap {format_money(budgets.workspace_monthly)}: "
-            f"{format_usd(workspace_month)} spent "
-            f"({percent_of(workspace_month, budgets.workspace_monthly)}%)."
+            f"Workspace monthly cap {format_money(cap)}: {format_usd(workspace_month)} spent "
+            f"({percent_of(workspace_month, cap)}%)."
         )
+    elif cap is not None and workspace_month >= cap:
+        parts.append("The workspace reached its monthly cap; an admin can raise it.")
     return " ".join(parts)
 
 

@@ -25,7 +25,8 @@ log = structlog.get_logger(__name__)
 SLACK_STYLE = Style(
     prefix="/deepseek ",
     user=lambda u: f"<@{u}>",
-    channel=lambda c: f"<#{c}>",
+    # A DM cannot be linked like a channel; name it by its id.
+    channel=lambda c: f"DM {c}" if c.startswith("D") else f"<#{c}>",
     blocks=True,
     export_to="your DM",
 )

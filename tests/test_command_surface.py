@@ -413,8 +413,15 @@ async def test_workspace_budget_alerts_admins_once_at_80_percent(
     await record(pinned, "flash", FLASH, user="U2")  # 95%: already told
     assert len(fake_slack.calls_of("chat.postMessage")) == 2
     assert await pinned.app.deps.ledger.budget_verdict("T1", "U1") == "ok"
+    assert "Workspace" not in shown(await slash(pinned, "usage", user="U1"))
     await record(pinned, "flash", FLASH, user="U2")  # $0.5226: at the cap
     assert await pinned.app.deps.ledger.budget_verdict("T1", "U1") == "refuse"
+    member = await slash(pinned, "settings", user="U1")
+    assert member.args["text"].endswith(
+        "The workspace reached its monthly cap; an admin can raise it."
+    )
+    admin = await slash(pinned, "settings", user="UADMIN")
+    assert admin.args["text"].endswith("Workspace monthly cap $0.50: $0.5226 spent (104%).")
     await fake_slack.wait_for(lambda: len(fake_slack.calls_of("chat.postMessage")) == 4)
     assert (
         "reached its monthly DeepSeek cap of $0.50"

@@ -8,6 +8,8 @@ from decimal import Decimal
 import pytest
 
 from bot.config import Price
+from bot.ledger import Budgets
+from bot.report_blocks import budget_line
 from bot.report_logic import (
     DailyRow,
     Metrics,
@@ -192,3 +194,35 @@ def test_empty_reports_say_so() -> None:
     empty = Report("today", days, Metrics(), {}, {}, {})
     assert "No usage recorded in this period." in cost_markdown(empty)
     assert "No requests in this period." in usage_markdown("today", days, Metrics())
+
+
+@pytest.mark.parametrize(
+    ("budgets", "user_today", "month", "admin", "line"),
+    [
+        (Budgets(), 10, 10, True, ""),
+        (
+            Budgets(user_daily=1_000_000),
+            250_000,
+            0,
+            False,
+            "Daily cap per person $1.00: you spent $0.2500 today (25%).",
+        ),
+        (Budgets(workspace_monthly=1_000_000), 0, 900_000, False, ""),  # no figures for members
+        (
+            Budgets(workspace_monthly=1_000_000),
+            0,
+            1_000_000,
+            False,
+            "The workspace reached its monthly cap; an admin can raise it.",
+        ),
+        (
+            Budgets(workspace_monthly=1_000_000),
+            0,
+            900_000,
+            True,
+            "Workspace monthly cap $1.00: $0.9000 spent (90%).",
+        ),
+    ],
+)
+def test_budget_line(budgets: Budgets, user_today: int, month: int, admin: bool, line: str) -> None:
+    assert budget_line(budgets, user_today, month, admin=admin) == line
