@@ -14,7 +14,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the Slack bot (default)")
+    chat = sub.add_parser("chat", help="talk to the engine in a terminal (needs only a key)")
+    chat.add_argument(
+        "--once", metavar="QUESTION", help="answer one question and exit ('-' reads stdin)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "chat":
+        from bot.chat import main as chat_main
+
+        return chat_main(once=args.once)
     try:
         settings = load_settings()
         configure_logging(settings)
