@@ -164,8 +164,11 @@ class Chat:
     # --- Ctrl-C ---------------------------------------------------------------------------
 
     def _on_sigint(self) -> None:
-        if self._answer is not None and not self._answer.done():
-            self._answer.cancel()
+        answer = self._answer
+        if answer is not None and not answer.done():
+            # Once only: a second cancel would cut short the engine storing what arrived.
+            if not answer.cancelling():
+                answer.cancel()
         elif self._waiting is not None and not self._waiting.done():
             self._waiting.cancel()
 
