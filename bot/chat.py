@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -52,6 +53,7 @@ from bot.terminal_render import (
     ShowHelp,
     View,
     parse_input,
+    thread_note,
     unused_path,
 )
 from tools.base import SharedFile, ToolFailure
@@ -70,13 +72,17 @@ def new_thread() -> ThreadRef:
     return ThreadRef(TEAM, CHANNEL, f"{time.time():.6f}")
 
 
-def terminal_turn(thread: ThreadRef, text: str, surface: TerminalSurface | None = None) -> Turn:
-    """The turn a typed question becomes: one local person, the terminal's formatting note."""
+def terminal_turn(
+    thread: ThreadRef, text: str, surface: TerminalSurface | None = None, *, today: date
+) -> Turn:
+    """The turn a typed question becomes: one local person, the terminal's formatting note,
+    the date where the conversation starts."""
     return Turn(
         thread=thread,
         user=USER,
         text=text,
         channel_kind="terminal",
+        thread_note=thread_note(today),
         format_note=FORMAT_NOTE,
         surface=surface,
     )
@@ -190,7 +196,8 @@ class Chat:
         """Run one turn and render it. Returns its last event; None if it was stopped with
         Ctrl-C (the engine stored what arrived as interrupted) or crashed (logged)."""
         self.view.started()
-        task = asyncio.create_task(self._consume(terminal_turn(self.thread, text, self.surface)))
+        turn = terminal_turn(self.thread, text, self.surface, today=date.today())
+        task = asyncio.create_task(self._consume(turn))
         self._answer = task
         try:
             await asyncio.wait({task})

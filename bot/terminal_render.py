@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -48,6 +49,13 @@ FORMAT_NOTE = (
     "Write standard Markdown (fenced code blocks with a language, short lists); avoid wide "
     "tables and Slack syntax such as <@user> mentions or :emoji: codes."
 )
+
+
+def thread_note(today: date) -> str:
+    """Facts for the first message of a terminal conversation (the engine stores it once, so
+    later requests repeat it byte for byte): the date, and where the conversation happens."""
+    return f"[Started {today.isoformat()} in a terminal]"
+
 
 TERMINAL_HELP = (
     "- `/new`: start a fresh conversation\n"

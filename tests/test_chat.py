@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from bot.terminal_render import (
     parse_input,
     seconds,
     snippet_filename,
+    thread_note,
     tool_line,
     usage_line,
 )
@@ -61,6 +63,7 @@ from tools.base import ToolFailure
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
+STARTED = r"\[Started \d{4}-\d{2}-\d{2} in a terminal\]"
 USAGE_LINE = re.compile(
     r"^deepseek-v4-\w+ · [\d,]+ in( \([\d,]+ cached\))? · [\d,]+ out · \$\d+\.\d{4}$"
 )
@@ -124,7 +127,8 @@ async def test_two_turns_remember_the_first(fake_deepseek: FakeDeepSeek, tmp_pat
     first, second = fake_deepseek.requests
     assert first["messages"][0] == prompt.system_message(FORMAT_NOTE)
     assert second["messages"][: len(first["messages"])] == first["messages"]
-    assert {"role": "user", "content": "What is the capital of France?"} in second["messages"]
+    opening = second["messages"][1]["content"]
+    assert re.fullmatch(STARTED + r"\n\nWhat is the capital of France\?", opening)
     assert [m["content"] for m in second["messages"] if m["role"] == "assistant"] == ["Paris."]
     assert second["messages"][-1] == {"role": "user", "content": "How many live there?"}
 
@@ -277,7 +281,8 @@ async def test_once_prints_exactly_the_answer(fake_deepseek: FakeDeepSeek, tmp_p
     assert code == 0
     assert out == "The answer is 42.\n"
     assert len(err.splitlines()) == 1 and USAGE_LINE.match(err.strip()), err
-    assert fake_deepseek.requests[0]["messages"][-1]["content"] == "What is 6 x 7?"
+    opening = fake_deepseek.requests[0]["messages"][-1]["content"]
+    assert re.fullmatch(STARTED + r"\n\nWhat is 6 x 7\?", opening)
 
 
 async def test_once_reads_the_question_from_stdin(
@@ -285,7 +290,8 @@ async def test_once_reads_the_question_from_stdin(
 ) -> None:
     code, out, _ = await chat(fake_deepseek, tmp_path, "a question\non two lines\n", "--once", "-")
     assert code == 0 and out == "Hello from fake DeepSeek.\n"
-    assert fake_deepseek.requests[0]["messages"][-1]["content"] == "a question\non two lines"
+    opening = fake_deepseek.requests[0]["messages"][-1]["content"]
+    assert opening.endswith("\n\na question\non two lines")
 
 
 async def test_once_failure_goes_to_stderr(fake_deepseek: FakeDeepSeek, tmp_path: Path) -> None:
@@ -313,6 +319,7 @@ async def test_commands_new_help_quit(fake_deepseek: FakeDeepSeek, tmp_path: Pat
     no_traceback(err)
     _, second = fake_deepseek.requests  # /quit left before "never asked"
     assert len(second["messages"]) == 2  # /new: a fresh thread, no history
+    assert re.fullmatch(STARTED + r"\n\nsecond", second["messages"][1]["content"])
     assert "New conversation." in out
     assert "`/model pro|flash`" in out and "`/cost [today|7d|30d|month]`" in out  # admin help
     assert "`/new`" in out and "`/quit`" in out
@@ -367,7 +374,7 @@ async def test_ctrl_c_stops_the_answer_and_keeps_it(
     no_traceback(err.decode())
     assert "Hello from fake DeepSeek." in rest.decode()
     second = fake_deepseek.requests[1]["messages"]
-    assert second[-3] == {"role": "user", "content": "count slowly"}
+    assert second[-3]["role"] == "user" and second[-3]["content"].endswith("\n\ncount slowly")
     kept = second[-2]
     assert kept["role"] == "assistant" and kept["content"].startswith("one")
     assert kept["content"].endswith(prompt.INTERRUPTED_NOTE.format(reason="stopped"))
@@ -381,12 +388,17 @@ async def test_terminal_and_slack_build_the_same_request(
     fake_deepseek: FakeDeepSeek, redis: Redis, redis_url: str
 ) -> None:
     """One engine, one prompt layout: a conversation asked from the terminal and from a Slack
-    DM yields the same upstream requests apart from each surface's formatting note.
+    DM yields the same upstream requests, apart from each surface's formatting note (in the
+    system prompt) and its thread note (where and when the thread started, in the opening).
 
     bot/slack_turns.py (the Slack turn builder) is not in the tree yet, so the Slack side is a
-    `Turn` as a Slack DM handler builds it: same text, its own thread, user, kind and note."""
+    `Turn` as a Slack DM handler builds it: same text, its own thread, user, kind and notes."""
     deps = build_deps(make_settings(None, fake_deepseek, redis_url=redis_url), redis=redis)
-    slack_note = "You are in Slack: write Slack mrkdwn."
+    day = date(2026, 11, 25)
+    slack_format, slack_started = (
+        "You are in Slack: write Slack mrkdwn.",
+        "[Started 2026-11-25 in a DM]",
+    )
     terminal = ThreadRef("local", "terminal", "1700000000.000001")
     slack = ThreadRef("T1", "D1", "1700000000.000002")
     questions = ["What is a Redis stream?", "And a consumer group?"]
@@ -396,21 +408,35 @@ async def test_terminal_and_slack_build_the_same_request(
             fake_deepseek.push(text_reply("Groups share a stream."))
             for q in questions:
                 if surface == "terminal":
-                    turn = terminal_turn(terminal, q)
+                    turn = terminal_turn(terminal, q, today=day)
                 else:
-                    turn = Turn(slack, "U1", q, channel_kind="im", format_note=slack_note)
+                    turn = Turn(
+                        slack,
+                        "U1",
+                        q,
+                        channel_kind="im",
+                        thread_note=slack_started,
+                        format_note=slack_format,
+                    )
                 events = [e async for e in deps.engine.run(turn)]
                 assert isinstance(events[-1], TurnDone)
     finally:
         await deps.http.aclose()
+
+    def layout(body: dict[str, Any], format_note: str, started: str) -> dict[str, Any]:
+        """The request without the surface's own notes (checked to be where they belong)."""
+        system, opening, *rest = body["messages"]
+        assert system == prompt.system_message(format_note)
+        assert opening["content"].startswith(started + "\n\n")
+        opening = {**opening, "content": opening["content"].removeprefix(started + "\n\n")}
+        return {**body, "messages": [opening, *rest]}
+
     t1, t2, s1, s2 = fake_deepseek.requests
     for term, slk in ((t1, s1), (t2, s2)):
-        assert term["messages"][0] == prompt.system_message(FORMAT_NOTE)
-        assert slk["messages"][0] == prompt.system_message(slack_note)
-        assert {**term, "messages": term["messages"][1:]} == {
-            **slk,
-            "messages": slk["messages"][1:],
-        }
+        assert layout(term, FORMAT_NOTE, thread_note(day)) == layout(
+            slk, slack_format, slack_started
+        )
+    assert len(t2["messages"]) == 4 and t2["messages"][2]["reasoning_content"] == "Easy."
 
 
 # --- the terminal surface and the views (no process) -------------------------------------------
@@ -620,6 +646,10 @@ def test_usage_line(usage: Usage, cost: int, expected: str) -> None:
 )
 def test_snippet_filename(title: str, language: str, expected: str) -> None:
     assert snippet_filename(title, language) == expected
+
+
+def test_thread_note() -> None:
+    assert thread_note(date(2026, 1, 5)) == "[Started 2026-01-05 in a terminal]"
 
 
 def test_format_note_is_stable_and_short() -> None:
