@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     deepseek_read_timeout: float = Field(default=120.0, gt=0)
     deepseek_total_timeout: float = Field(default=600.0, gt=0)
     deepseek_max_retries: int = Field(default=4, ge=0, le=10)
+    # First retry waits about this long (seconds, jittered), doubling per retry up to 8 s;
+    # a Retry-After from the gateway wins.
+    deepseek_retry_backoff: float = Field(default=0.5, gt=0, le=60)
     deepseek_max_tokens: int | None = Field(default=None, gt=0)
 
     default_model: ModelTier = "flash"

@@ -144,6 +144,7 @@ def make_settings(
         "deepseek_api_key": API_KEY,
         "deepseek_gateway": "deepseek",
         "deepseek_max_retries": 2,
+        "deepseek_retry_backoff": 0.01,  # retries in tests wait milliseconds, not seconds
         "deepseek_total_timeout": 20.0,
         "admin_user_ids": "UADMIN",
         "log_format": "json",
