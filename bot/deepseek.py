@@ -1,24 +1,88 @@
-"""DeepSeek / OpenAI-compatible chat client (provisional minimal version; see issue 3)."""
+"""DeepSeek V4 client for the official API and OpenAI-compatible gateways.
+
+One call of `DeepSeekClient.stream` is one answer: a streamed `POST {base}/chat/completions`
+read as typed events (`bot.events`), parsed by the pure `bot.sse`. This module owns the
+HTTP around it: the request body, timeouts and the total deadline, retries, error mapping
+and the one log line per request. The API key goes only into the Authorization header;
+everything that reaches an exception or a log line passes through `_redact` first.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from time import time as wall_clock
 from typing import Any
 
 import httpx
+import structlog
 
 from bot.config import Effort, Settings
-from bot.errors import AuthError, BadRequest, BalanceExhausted, RateLimited, UpstreamDown
-from bot.events import Finish, ReasoningDelta, StreamEvent, TextDelta, ToolCall, Usage
+from bot.errors import (
+    AuthError,
+    BadRequest,
+    BalanceExhausted,
+    ContentFiltered,
+    RateLimited,
+    StreamCut,
+    UpstreamDown,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from bot.events import Finish, ReasoningDelta, StreamEvent, TextDelta, Usage
+from bot.sse import (
+    ErrorChunk,
+    IncompleteStream,
+    MalformedStream,
+    StreamParser,
+    completion_events,
+)
+
+log = structlog.get_logger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+BACKOFF_CAP = 8.0  # seconds; the longest wait between two attempts (unless Retry-After)
+_ERROR_BODY_CAP = 64 * 1024  # bytes of an error body worth reading
+_DRAIN_AFTER_DONE = 0.25  # seconds to read past [DONE] so the connection can be reused
+_SECRETISH = re.compile(r"(sk-|Bearer\s+)[A-Za-z0-9._~+/=-]{4,}", re.IGNORECASE)
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way worth another one (nothing was yielded yet)."""
+
+    def __init__(self, error: UpstreamError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
 
 
 class DeepSeekClient:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+    """Streams chat completions over the shared `httpx.AsyncClient` (its pool is reused)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self._settings = settings
         self._http = http
+        self._random = rng or random.Random()
+        self._timeout = httpx.Timeout(
+            connect=settings.deepseek_connect_timeout,
+            read=settings.deepseek_read_timeout,
+            write=settings.deepseek_read_timeout,
+            pool=settings.deepseek_connect_timeout,
+        )
+        key = settings.deepseek_api_key
+        self._key = key.get_secret_value() if key is not None else ""
 
-    async def stream(
+    def build_body(
         self,
         *,
         model: str,
@@ -27,9 +91,10 @@ class DeepSeekClient:
         thinking: bool,
         effort: Effort,
         max_tokens: int | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        """Stream one chat completion as typed events; the last one is `Finish`.
-        Raises UpstreamError subclasses."""
+    ) -> dict[str, Any]:
+        """The request body. Thinking mode ignores `temperature` and rejects a forced
+        `tool_choice`, so neither is ever sent other than `tool_choice: auto`;
+        `reasoning_effort` is sent only while thinking."""
         body: dict[str, Any] = {
             "model": model,
             "messages": list(messages),
@@ -42,47 +107,386 @@ class DeepSeekClient:
         if tools:
             body["tools"] = list(tools)
             body["tool_choice"] = "auto"
-        key = self._settings.deepseek_api_key
-        headers = {"Authorization": f"Bearer {key.get_secret_value() if key else ''}"}
-        url = f"{self._settings.deepseek_base_url}/chat/completions"
-        async with self._http.stream("POST", url, json=body, headers=headers) as resp:
-            if resp.status_code != 200:
-                await resp.aread()
-                raise {401: AuthError, 402: BalanceExhausted, 429: RateLimited}.get(
-                    resp.status_code, BadRequest if resp.status_code < 500 else UpstreamDown
-                )(f"HTTP {resp.status_code}", status=resp.status_code)
-            calls: dict[int, dict[str, str]] = {}
-            reason = "stop"
-            usage: Usage | None = None
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        return body
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        thinking: bool,
+        effort: Effort,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream one chat completion as typed events.
+
+        Yields `ReasoningDelta`/`TextDelta` as they arrive, complete `ToolCall`s (in index
+        order) when the choice finishes, and last `Finish(reason, usage)`; reason `length`
+        is a normal finish (the caller decides).
+
+        Raises (all `UpstreamError`, each with a `user_message`):
+        AuthError (401/403, or no key), BalanceExhausted (402), BadRequest (400, 422, other
+        4xx), RateLimited (429, with `retry_after`), UpstreamDown (5xx, connection failures,
+        `insufficient_system_resource`), UpstreamTimeout (the total deadline, or no data
+        within the read timeout on every attempt), ContentFiltered (finish_reason
+        `content_filter`, after the text), MalformedStream (not a chat-completion stream),
+        StreamCut (the stream broke after events were yielded: the caller keeps them).
+
+        Failures before anything was yielded are retried (429, 5xx, connection errors, a
+        stream that dies early) with exponential backoff and jitter, honouring Retry-After,
+        up to `deepseek_max_retries` times and never past the total deadline."""
+        if not self._key:
+            raise AuthError("DEEPSEEK_API_KEY is not set")
+        settings = self._settings
+        body = self.build_body(
+            model=model,
+            messages=messages,
+            tools=tools,
+            thinking=thinking,
+            effort=effort,
+            max_tokens=max_tokens,
+        )
+        request = self._http.build_request(
+            "POST",
+            f"{settings.deepseek_base_url}/chat/completions",
+            content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            headers={
+                "Authorization": f"Bearer {self._key}",
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream",
+                # Compressing proxies buffer a stream; ask for it as it is produced.
+                "Accept-Encoding": "identity",
+            },
+            timeout=self._timeout,
+        )
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        # Keep-alive comments reset httpx's per-read timer, so only this bounds a request.
+        deadline = start + settings.deepseek_total_timeout
+        attempt = 0
+        status: int | None = None
+        ttft: float | None = None
+        finish: Finish | None = None
+        outcome = "abandoned"  # the consumer stopped early unless set below
+        keepalives = 0
+        try:
+            while True:
+                attempt += 1
+                yielded = False
+                try:
+                    response = await self._open(request, deadline)
+                    status = response.status_code
+                    try:
+                        kind = _content_type(response)
+                        if kind in ("application/json", "text/json"):
+                            for event in await self._whole(response, deadline):
+                                if isinstance(event, Finish):
+                                    finish = self._check_finish(event, yielded)
+                                    break
+                                if ttft is None and _is_delta(event):
+                                    ttft = loop.time()
+                                yielded = True
+                                yield event
+                            assert finish is not None
+                            yield finish
+                            outcome = "ok"
+                            return
+                        if kind == "text/html":
+                            # A proxy's error or login page served with 200.
+                            raise MalformedStream("an HTML page instead of an event stream")
+                        parser = StreamParser()
+                        chunks = response.aiter_bytes()
+                        try:
+                            while not parser.done:
+                                try:
+                                    async with asyncio.timeout_at(deadline):
+                                        chunk = await anext(chunks)
+                                except StopAsyncIteration:
+                                    break
+                                for event in parser.feed(chunk):
+                                    if ttft is None and _is_delta(event):
+                                        ttft = loop.time()
+                                    yielded = True
+                                    yield event
+                            for event in parser.close():
+                                if ttft is None and _is_delta(event):
+                                    ttft = loop.time()
+                                yielded = True
+                                yield event
+                        except (httpx.TransportError, TimeoutError) as exc:
+                            if parser.reason is None:
+                                raise
+                            # The answer was complete (finish_reason seen); only the usage
+                            # chunk or [DONE] went missing with the connection.
+                            log.info(
+                                "deepseek_stream_end_lost",
+                                model=model,
+                                error=type(exc).__name__,
+                            )
+                        keepalives = parser.keepalives
+                        finish = self._check_finish(parser.finish(), yielded)
+                        if parser.done:
+                            await _drain(chunks, min(deadline, loop.time() + _DRAIN_AFTER_DONE))
+                    finally:
+                        await response.aclose()
+                except _Retry as retry:
+                    status = retry.error.status or status
+                    await self._pause(retry, attempt, deadline, model=model, status=status)
                     continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                if chunk.get("usage"):
-                    u = chunk["usage"]
-                    usage = Usage(
-                        u.get("prompt_tokens", 0),
-                        u.get("completion_tokens", 0),
-                        u.get("prompt_cache_hit_tokens", 0),
-                        u.get("prompt_cache_miss_tokens", 0),
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"no complete answer within {settings.deepseek_total_timeout:g} s"
+                    ) from None
+                except httpx.TimeoutException as exc:
+                    if yielded:
+                        raise StreamCut(f"read timeout after text: {type(exc).__name__}") from None
+                    await self._pause(
+                        _Retry(
+                            UpstreamTimeout(f"no data for {settings.deepseek_read_timeout:g} s")
+                        ),
+                        attempt,
+                        deadline,
+                        model=model,
+                        status=status,
                     )
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    if delta.get("reasoning_content"):
-                        yield ReasoningDelta(delta["reasoning_content"])
-                    if delta.get("content"):
-                        yield TextDelta(delta["content"])
-                    for tc in delta.get("tool_calls") or []:
-                        slot = calls.setdefault(tc["index"], {"id": "", "name": "", "args": ""})
-                        fn = tc.get("function") or {}
-                        slot["id"] = slot["id"] or tc.get("id") or ""
-                        slot["name"] = slot["name"] or fn.get("name") or ""
-                        slot["args"] += fn.get("arguments") or ""
-                    if choice.get("finish_reason"):
-                        reason = choice["finish_reason"]
-            for _, c in sorted(calls.items()):
-                yield ToolCall(c["id"], c["name"], c["args"])
-            yield Finish(reason, usage)
+                    continue
+                except (httpx.TransportError, IncompleteStream) as exc:
+                    what = f"stream broke: {type(exc).__name__}"
+                    if yielded:
+                        raise StreamCut(what) from None
+                    await self._pause(
+                        _Retry(UpstreamDown(what)), attempt, deadline, model=model, status=status
+                    )
+                    continue
+                except ErrorChunk as exc:
+                    error = self._error_for(exc.code, exc.message, None)
+                    if yielded:
+                        raise StreamCut(f"error chunk after text: {error}") from None
+                    if error.retryable:
+                        await self._pause(
+                            _Retry(error), attempt, deadline, model=model, status=status
+                        )
+                        continue
+                    raise error from None
+                except MalformedStream as exc:
+                    if yielded:
+                        raise StreamCut(f"malformed stream after text: {exc}") from None
+                    raise
+                assert finish is not None
+                yield finish
+                outcome = "ok"
+                return
+        except UpstreamError as exc:
+            outcome = type(exc).__name__
+            status = exc.status or status
+            raise
+        finally:
+            now = loop.time()
+            usage = finish.usage if finish is not None else None
+            # info even on failure: the caller reports failures (a terminal shows warnings).
+            log.info(
+                "deepseek_request",
+                model=model,
+                gateway=settings.gateway,
+                status=status,
+                attempt=attempt,
+                outcome=outcome,
+                finish=finish.reason if finish is not None else None,
+                ttft_ms=round((ttft - start) * 1000) if ttft is not None else None,
+                duration_ms=round((now - start) * 1000),
+                keepalives=keepalives,
+                **_usage_fields(usage),
+            )
+
+    # --- attempts -------------------------------------------------------------------------
+
+    async def _open(self, request: httpx.Request, deadline: float) -> httpx.Response:
+        """Send the request; return a streaming 200 response or raise (typed, or _Retry)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._http.send(request, stream=True)
+        except httpx.ConnectTimeout:
+            raise _Retry(UpstreamDown("connect timeout")) from None
+        except httpx.PoolTimeout:
+            raise _Retry(UpstreamDown("no free connection in the pool")) from None
+        except httpx.TimeoutException:
+            raise _Retry(UpstreamTimeout("no response headers within the read timeout")) from None
+        except httpx.TransportError as exc:
+            raise _Retry(UpstreamDown(f"connection failed: {type(exc).__name__}")) from None
+        if 200 <= response.status_code < 300:
+            return response
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await _read_capped(response)
+        except httpx.TransportError:
+            raw = b""
+        finally:
+            await response.aclose()
+        retry_after = _retry_after(response.headers)
+        error = self._error_for(response.status_code, _error_message(raw), retry_after)
+        if response.status_code in RETRY_STATUSES:
+            raise _Retry(error, retry_after)
+        raise error
+
+    async def _whole(self, response: httpx.Response, deadline: float) -> list[StreamEvent]:
+        """A JSON body instead of a stream: an error object, or a whole completion from a
+        gateway that ignored `stream: true`."""
+        async with asyncio.timeout_at(deadline):
+            raw = await _read_capped(response, cap=64 * 1024 * 1024)
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise MalformedStream(f"JSON content type but not JSON ({len(raw)} bytes)") from None
+        if not isinstance(obj, dict):
+            raise MalformedStream("JSON response is not an object")
+        return completion_events(obj)
+
+    def _check_finish(self, finish: Finish, yielded: bool) -> Finish:
+        if finish.reason == "content_filter":
+            raise ContentFiltered("finish_reason=content_filter")
+        if finish.reason == "insufficient_system_resource":
+            error = UpstreamDown("finish_reason=insufficient_system_resource")
+            if yielded:
+                raise error
+            raise _Retry(error)
+        return finish
+
+    async def _pause(
+        self,
+        retry: _Retry,
+        attempt: int,
+        deadline: float,
+        *,
+        model: str,
+        status: int | None,
+    ) -> None:
+        """Wait before the next attempt, or raise the failure when no attempt is left or
+        the wait would pass the deadline."""
+        error = retry.error
+        if attempt > self._settings.deepseek_max_retries:
+            raise error
+        if retry.retry_after is not None:
+            delay = retry.retry_after
+        else:
+            base = self._settings.deepseek_retry_backoff * 2 ** (attempt - 1)
+            delay = min(BACKOFF_CAP, base) * (0.5 + self._random.random() / 2)
+        loop = asyncio.get_running_loop()
+        if loop.time() + delay >= deadline:
+            raise error
+        log.info(
+            "deepseek_retry",
+            model=model,
+            attempt=attempt,
+            status=status,
+            error=type(error).__name__,
+            detail=str(error),
+            delay_ms=round(delay * 1000),
+        )
+        await asyncio.sleep(delay)
+
+    def _error_for(
+        self, status: int | None, message: str, retry_after: float | None
+    ) -> UpstreamError:
+        """The typed error for an HTTP status (or an error chunk's code)."""
+        detail = self._redact(f"HTTP {status}: {message}" if status else message or "error")
+        if status in (401, 403):
+            return AuthError(detail, status=status)
+        if status == 402:
+            return BalanceExhausted(detail, status=status)
+        if status == 429:
+            return RateLimited(detail, status=status, retry_after=retry_after)
+        if status is None or status >= 500:
+            return UpstreamDown(detail, status=status)
+        return BadRequest(detail, status=status)
+
+    def _redact(self, text: str) -> str:
+        """Text from upstream made safe for exceptions and logs: no key, short."""
+        if self._key:
+            text = text.replace(self._key, "[redacted]")
+        text = _SECRETISH.sub(r"\1[redacted]", text)
+        return text if len(text) <= 300 else text[:299] + "…"
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _content_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+
+def _is_delta(event: StreamEvent) -> bool:
+    return type(event) is TextDelta or type(event) is ReasoningDelta
+
+
+async def _read_capped(response: httpx.Response, cap: int = _ERROR_BODY_CAP) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        parts.append(part)
+        size += len(part)
+        if size >= cap:
+            break
+    return b"".join(parts)[:cap]
+
+
+async def _drain(chunks: AsyncIterator[bytes], until: float) -> None:
+    """Read what follows [DONE] (normally just the end of the body) for a moment, so the
+    connection goes back to the pool instead of being closed."""
+    try:
+        async with asyncio.timeout_at(until):
+            async for _ in chunks:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
+
+
+def _error_message(raw: bytes) -> str:
+    """The gateway's error text: `error.message` of a JSON body, else a description (raw
+    bodies can be HTML pages, or echo the request)."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return f"non-JSON body ({len(raw)} bytes)"
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return f"JSON body without a message ({len(raw)} bytes)"
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - wall_clock())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _usage_fields(usage: Usage | None) -> dict[str, int | None]:
+    if usage is None:
+        return {"prompt_tokens": None}
+    return {
+        "prompt_tokens": usage.prompt,
+        "completion_tokens": usage.completion,
+        "cache_hit_tokens": usage.cache_hit,
+        "cache_miss_tokens": usage.cache_miss,
+        "reasoning_tokens": usage.reasoning,
+    }
