@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from bot import keys
@@ -11,19 +11,28 @@ from bot.config import Settings
 
 log = structlog.get_logger(__name__)
 
+REDIS_MAX_CONNECTIONS = 100
+REDIS_POOL_WAIT_S = 10.0
+
 
 def open_redis(settings: Settings) -> Redis:
     """A Redis client for REDIS_URL, else an embedded store (fakeredis, same API, one process,
     nothing kept across restarts). Connects lazily: nothing happens until the first command."""
     if settings.redis_url:
-        return Redis.from_url(
+        # A blocking pool: under a burst (hundreds of turns polling thread locks) a command
+        # waits for a free connection instead of failing with MaxConnectionsError, which
+        # redis-py's default pool (100 connections) raises at once.
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url,
             decode_responses=True,
             health_check_interval=30,
             socket_connect_timeout=5,
             socket_timeout=10,
             retry_on_timeout=True,
+            max_connections=REDIS_MAX_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_S,
         )
+        return Redis.from_pool(pool)
     import fakeredis
 
     log.warning("embedded_store", note="REDIS_URL unset: one process, nothing kept on restart")
