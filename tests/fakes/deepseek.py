@@ -31,6 +31,8 @@ class Reply:
     usage: dict[str, Any] | None = None  # None: computed from the request (and cache sim)
     usage_style: Literal["deepseek", "openai"] = "deepseek"
     done: bool = True  # send `data: [DONE]`
+    raw_body: bytes | None = None  # sent as is (with `status`, `content_type`): HTML pages, junk
+    content_type: str = "text/html"
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None, model: str = "m") -> dict[str, Any]:
@@ -186,6 +188,10 @@ class FakeDeepSeek:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         reply = self.script.pop(0) if self.script else self.default()
+        if reply.raw_body is not None:
+            return web.Response(
+                body=reply.raw_body, status=reply.status, content_type=reply.content_type
+            )
         if reply.status != 200:
             return web.json_response(reply.body or {}, status=reply.status, headers=reply.headers)
         usage = reply.usage if reply.usage is not None else self._usage(body, reply)
