@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     history_ttl_days: int = Field(default=30, ge=1)
     usage_retention_days: int = Field(default=400, ge=1)
     context_token_budget: int = Field(default=200_000, ge=1_000)
+    # A thread's turn lock expires this long after its holder stops renewing it (a replica
+    # died mid-answer); the next turn in that thread waits at most this long.
+    thread_lock_ttl: float = Field(default=30.0, ge=1.0)
 
     # People
     admin_user_ids: Annotated[frozenset[str], NoDecode] = frozenset()
@@ -93,6 +96,19 @@ class Settings(BaseSettings):
     brave_api_key: SecretStr | None = None
     tavily_api_key: SecretStr | None = None
     fetch_allow_hosts: Annotated[frozenset[str], NoDecode] = frozenset()
+    # web_search: "auto" takes the first configured of SearXNG, Brave, Tavily.
+    search_backend: Literal["auto", "searxng", "brave", "tavily"] = "auto"
+    search_max_results: int = Field(default=5, ge=1, le=20)
+    search_timeout: float = Field(default=10.0, gt=0)
+    brave_api_url: str = "https://api.search.brave.com/res/v1/web/search"
+    tavily_api_url: str = "https://api.tavily.com/search"
+    # fetch_url: total time over all redirects, bytes read (the rest is cut), redirects followed.
+    fetch_timeout: float = Field(default=15.0, gt=0)
+    fetch_max_bytes: int = Field(default=2_000_000, ge=10_000)
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+    # Files shared in a thread: bigger ones are refused; up to `snippet_inline_chars` inlined.
+    snippet_max_bytes: int = Field(default=1_000_000, ge=1_000)
+    snippet_inline_chars: int = Field(default=4_000, ge=0)
 
     # Logging
     log_level: str = "INFO"
