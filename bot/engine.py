@@ -115,7 +115,12 @@ class Engine:
         with structlog.contextvars.bound_contextvars(turn_id=turn_id):
             try:
                 async with thread_turn(
-                    self.redis, turn.thread, turn_id, turn.order or time.time(), wait_s
+                    self.redis,
+                    turn.thread,
+                    turn_id,
+                    turn.order or time.time(),
+                    wait_s,
+                    ttl_s=self.settings.thread_lock_ttl,
                 ):
                     async for event in self._locked(turn, turn_id):
                         yield event

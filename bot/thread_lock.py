@@ -32,14 +32,21 @@ RELEASE_RETRY_S = 0.2
 
 @contextlib.asynccontextmanager
 async def thread_turn(
-    redis: Redis, t: ThreadRef, turn_id: str, order: float, wait_s: float
+    redis: Redis,
+    t: ThreadRef,
+    turn_id: str,
+    order: float,
+    wait_s: float,
+    *,
+    ttl_s: float = LOCK_TTL_S,
 ) -> AsyncIterator[None]:
     """Hold the thread for one turn. Waits (up to `wait_s`) for every live waiter with an
-    earlier `order` and for the current holder. Raises ThreadBusy on timeout."""
+    earlier `order` and for the current holder. Raises ThreadBusy on timeout. The lock
+    expires `ttl_s` after its holder stops renewing it (a replica that died)."""
     waiters = keys.thread_waiters(t)
     heartbeat = keys.thread_waiter(t, turn_id)
     # thread_local=False: tasks on one loop share a thread, and each needs its own token.
-    lock = Lock(redis, keys.thread_lock(t), timeout=LOCK_TTL_S, thread_local=False)
+    lock = Lock(redis, keys.thread_lock(t), timeout=ttl_s, thread_local=False)
     await redis.zadd(waiters, {turn_id: order})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
@@ -82,7 +89,7 @@ _pending: set[asyncio.Task[None]] = set()
 
 async def _release_later(lock: Lock) -> None:
     try:
-        for _ in range(int(LOCK_TTL_S / RELEASE_RETRY_S)):
+        for _ in range(int((lock.timeout or LOCK_TTL_S) / RELEASE_RETRY_S)):
             await asyncio.sleep(RELEASE_RETRY_S)
             try:
                 await lock.release()
@@ -100,7 +107,7 @@ async def _release_later(lock: Lock) -> None:
 async def _keep(lock: Lock) -> None:
     """Extend the lock while the turn runs, so a long answer keeps the thread."""
     while True:
-        await asyncio.sleep(LOCK_TTL_S / 3)
+        await asyncio.sleep((lock.timeout or LOCK_TTL_S) / 3)
         try:
             await lock.reacquire()
         except Exception as exc:  # the turn goes on; a second turn may start after expiry
