@@ -33,6 +33,9 @@ class Reply:
     done: bool = True  # send `data: [DONE]`
     raw_body: bytes | None = None  # sent as is (with `status`, `content_type`): HTML pages, junk
     content_type: str = "text/html"
+    # A 200 event stream written as exactly these pieces (chunk_delay between them, so they
+    # tend to arrive as separate reads): CRLF, BOMs, splits inside characters, anything.
+    pieces: list[bytes] | None = None
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None, model: str = "m") -> dict[str, Any]:
@@ -194,6 +197,15 @@ class FakeDeepSeek:
             )
         if reply.status != 200:
             return web.json_response(reply.body or {}, status=reply.status, headers=reply.headers)
+        if reply.pieces is not None:
+            stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await stream.prepare(request)
+            for piece in reply.pieces:
+                await stream.write(piece)
+                if reply.chunk_delay:
+                    await asyncio.sleep(reply.chunk_delay)
+            await stream.write_eof()
+            return stream
         usage = reply.usage if reply.usage is not None else self._usage(body, reply)
         chunks = list(reply.chunks)
         # Usage rides on the finishing chunk (DeepSeek) or a separate `choices: []` chunk.
