@@ -17,6 +17,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from bot.app import SHUTDOWN_GRACE_S
 from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,7 +260,7 @@ def test_compose_bot_uses_redis() -> None:
     assert bot["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "/healthz" in " ".join(bot["healthcheck"]["test"])
     # Longer than the bot's drain of answers in flight.
-    assert int(bot["stop_grace_period"].rstrip("s")) > 30
+    assert int(bot["stop_grace_period"].rstrip("s")) > SHUTDOWN_GRACE_S
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
@@ -314,3 +315,34 @@ def test_settings_secrets_are_secret() -> None:
     for name, info in Settings.model_fields.items():
         if name.endswith(("_token", "_key", "_secret")):
             assert SecretStr in getattr(info.annotation, "__args__", (info.annotation,)), name
+
+
+# --- docs/deploy.md -------------------------------------------------------------------------
+
+
+def _kubernetes() -> dict[str, dict[str, Any]]:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    [block] = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(block)}
+
+
+def test_kubernetes_example_probes_and_grace() -> None:
+    k8s = _kubernetes()
+    assert {"Deployment", "Service", "PodDisruptionBudget"} <= set(k8s)
+    pod = k8s["Deployment"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "/healthz" in "\n".join(container["livenessProbe"]["exec"]["command"])
+    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > pause + SHUTDOWN_GRACE_S
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    labels = k8s["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert k8s["Service"]["spec"]["selector"] == labels
+    assert k8s["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
+
+
+def test_deploy_doc_keeps_the_drills_section() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    section = text.split("## What the drills show", 1)[1]
+    assert "bench/README.md" in section
+    assert "TODO" not in text
