@@ -209,6 +209,16 @@ def test_env_example_shows_the_real_default(field: str) -> None:
     assert getattr(parsed, field) == default
 
 
+def test_env_example_uncommented_is_valid(tmp_path: Path) -> None:
+    """Uncommenting every line as it stands (defaults and examples) gives valid settings."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    env = tmp_path / ".env"
+    env.write_text("\n".join(line[2:] for line in lines if _VAR.match(line)) + "\n")
+    settings = Settings(_env_file=env)  # type: ignore[call-arg]
+    assert settings.deepseek_prices["pro"].output > 0
+    assert settings.admin_user_ids and settings.tools_disabled
+
+
 def test_env_example_sets_nothing() -> None:
     """Every assignment is commented out: copying the file never sets an empty value."""
     for line in (ROOT / ".env.example").read_text().splitlines():
