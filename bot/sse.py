@@ -158,6 +158,7 @@ class StreamParser:
         "_buf",
         "_calls",
         "_fast",
+        "_singles",
         "_skip_lf",
         "_started",
         "_templates",
@@ -172,6 +173,8 @@ class StreamParser:
         # (b"data: " + bytes before the string value, bytes after it, offset of the value,
         # len(after) - 1, event class)
         self._templates: list[tuple[bytes, bytes, int, int, type[StreamEvent]]] = []
+        # The same with the event's blank line: a read holding exactly one such event.
+        self._singles: list[tuple[bytes, bytes, int, int, type[StreamEvent]]] = []
         self._buf = b""  # LF-normalized bytes after the last blank line
         self._skip_lf = False  # the last chunk ended in CR: a leading LF is its CRLF's half
         self._started = False
@@ -188,6 +191,23 @@ class StreamParser:
 
         Raises MalformedStream on a payload that is not a JSON object and ErrorChunk on an
         error object. After `[DONE]` further bytes are ignored."""
+        if not self._buf and not self.done:
+            # Live, a read is usually exactly one event: try the learned shapes on it whole.
+            for head, foot, start, tail, kind in self._singles:
+                if chunk.startswith(head) and chunk.endswith(foot):
+                    try:
+                        text = chunk.decode()
+                        value, end = _scanstring(text, start)
+                    except ValueError:
+                        break
+                    if end + tail == len(text):
+                        self._skip_lf = False
+                        if not value:
+                            return []
+                        event = _new(kind)
+                        _SETTERS[kind](event, value)
+                        return [event]
+                    break
         out: list[StreamEvent] = []
         if self.done or not chunk:
             return out
@@ -352,7 +372,10 @@ class StreamParser:
             return
         if len(self._templates) >= _MAX_TEMPLATES:
             self._templates.pop(0)
-        self._templates.append((b"data: " + head, foot, 6 + len(head), len(foot) - 1, type(event)))
+            self._singles.pop(0)
+        start = 6 + len(head)
+        self._templates.append((b"data: " + head, foot, start, len(foot) - 1, type(event)))
+        self._singles.append((b"data: " + head, foot + b"\n\n", start, len(foot) + 1, type(event)))
 
     def _chunk(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
         usage = obj.get("usage")

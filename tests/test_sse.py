@@ -531,14 +531,16 @@ def test_template_never_differs_from_a_full_parse(second: bytes) -> None:
             + b',"finish_reason":null}]}\n\n'
         )
 
-    stream = body(b'{"content":"learned"}') + body(second) + sse(chunk({}, "stop"))
+    reads = [body(b'{"content":"learned"}'), body(second), sse(chunk({}, "stop"))]
     results: list[object] = []
-    for fast in (True, False):
+    for fast, pieces in ((False, [b"".join(reads)]), (True, [b"".join(reads)]), (True, reads)):
+        parser = StreamParser(fast=fast)
         try:
-            results.append(parse(stream, fast=fast))
+            events = [e for piece in pieces for e in parser.feed(piece)]
+            results.append([*events, *parser.close(), parser.finish()])
         except MalformedStream:
             results.append("malformed")
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
 
 
 def test_several_shapes_in_one_stream() -> None:
@@ -648,6 +650,10 @@ def test_any_cut_parses_to_the_same_events(
     # Splits inside a CRLF and inside a multi-byte character, byte by byte at the extreme.
     if len(body) < 1500:
         assert parse_stream([body[i : i + 1] for i in range(len(body))]) == expected
+    # One read per event, as tokens arrive live (the single-event fast path).
+    events = [part + b"\n\n" for part in body.split(b"\n\n")]
+    events[-1] = events[-1][:-2]
+    assert parse_stream(events) == expected
     parser = StreamParser(fast=False)
     slow = [e for p in pieces for e in parser.feed(p)] + parser.close() + [parser.finish()]
     assert slow == expected
