@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import signal
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -20,17 +23,34 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.config import Settings
 from bot.deps import Deps, build_deps
+from bot.envelope import well_formed
 from bot.store import redis_ok
 
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_GRACE_S = 30.0
+SIGNATURE_MAX_AGE_S = 300  # Slack's replay window
 
 
 @dataclass
 class BotApp:
     bolt: AsyncApp
     deps: Deps
+
+    def _signed(self, request: web.Request, body: bytes) -> bool:
+        """Slack's v0 signature over the raw bytes (which may not even be UTF-8)."""
+        secret = self.deps.settings.slack_signing_secret
+        stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        given = request.headers.get("X-Slack-Signature", "")
+        if not stamp.isascii() or not stamp.isdigit():
+            return False
+        fresh = abs(time.time() - int(stamp)) <= SIGNATURE_MAX_AGE_S
+        base = b"v0:" + stamp.encode() + b":" + body
+        key = secret.get_secret_value().encode() if secret else b""
+        expected = "v0=" + hmac.new(key, base, hashlib.sha256).hexdigest()
+        return fresh and hmac.compare_digest(
+            expected.encode(), given.encode("utf-8", "surrogateescape")
+        )
 
     def web_app(self) -> web.Application:
         """aiohttp app: `POST /slack/events` (events, commands, actions) and `GET /healthz`."""
@@ -41,7 +61,20 @@ class BotApp:
         return app
 
     async def _slack(self, request: web.Request) -> web.Response:
-        bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        # The signature is checked here, on the raw bytes, before Bolt parses anything: Bolt's
+        # parser and middleware assume well-typed payloads (an int `user` raises TypeError, a
+        # non-numeric timestamp ValueError) and answer 500, which makes Slack retry.
+        if not self._signed(request, await request.read()):
+            return web.Response(status=401)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except Exception as exc:
+            log.warning("slack_request_malformed", error=type(exc).__name__)
+            return web.Response(status=400)
+        if not well_formed(bolt_request.body):
+            log.warning("slack_request_malformed", error="shape")
+            return web.Response(status=400)
+        bolt_response = await self.bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     async def _healthz(self, request: web.Request) -> web.Response:
