@@ -213,9 +213,10 @@ async def test_storm_across_threads(deps: Deps, redis: Redis, fake_deepseek: Fak
             for r in fake_deepseek.requests
             if r["messages"][-1]["content"].startswith(t.thread_ts)
         ]
-        # Retries repeat a question; collapsed, each thread's questions came in order.
-        order = [q for i, q in enumerate(asked) if i == 0 or asked[i - 1] != q]
-        assert order == [f"{t.thread_ts} q{k}" for k in range(3)]
+        # Turns ran one at a time, in message order (a turn may fail before its request is
+        # sent, within the 0.5 s deadline, and retries repeat one).
+        ks = [int(q.rsplit("q", 1)[1]) for q in asked]
+        assert ks == sorted(ks)
 
 
 async def collect(deps: Deps, turn: Turn) -> list[EngineEvent]:

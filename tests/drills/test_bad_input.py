@@ -1,0 +1,371 @@
+"""Drill: malformed and hostile Slack payloads through the running bot.
+
+1,000 hypothesis-generated payloads (events, slash commands, interactions, raw bodies) with
+valid signatures: wrong types, missing fields, huge strings, odd unicode. Each one is broken
+where a real Slack payload never is (a required field missing or of the wrong type), so the
+bot must not answer it: no 5xx, no chat.* call, no listener crash, and the bot still healthy
+and answering afterwards. Invalid or stale signatures get 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import SIGNING_SECRET, RunningBot
+from tests.slack_sender import sign
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = 1000
+
+# --- values -------------------------------------------------------------------------------
+
+ODD = [
+    "\u202eevil\u202c",  # right-to-left override
+    "\u200b\u200c\u200d\ufeff",  # zero-width characters and a BOM
+    "e\u0301\u0301\u0301\u0301",  # stacked combining marks
+    "👩‍👩‍👧‍👦🏳️‍🌈",  # ZWJ sequences
+    "\x00\x01\x1b[31m",  # NUL and an ANSI escape
+    "\ud800",  # a lone surrogate (json.dumps escapes it; decoders must cope)
+    "<@U1> <!channel> <!here> <#C1|general> <https://x.test|x>",
+    "```\nunclosed code",
+    "%s %n {0} ${jndi:ldap://x}",
+    "ＡＢＣ 𝕏 ﷽",
+]
+odd_text = st.one_of(
+    st.sampled_from(ODD),
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF), max_size=40),
+    st.integers(1, 200_000).map(lambda n: "x" * n),  # huge strings, up to 200 kB
+)
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    odd_text,
+)
+any_json = st.recursive(
+    scalar,
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+# Not a string (a field Slack always sends as a string).
+wrong_type = st.one_of(
+    st.integers(),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(scalar, max_size=3),
+    st.dictionaries(st.text(max_size=8), scalar, max_size=3),
+)
+
+# --- payloads -----------------------------------------------------------------------------
+
+
+def event_template(kind: str, n: int) -> dict[str, Any]:
+    ts = f"1700001000.{n % 1_000_000:06d}"
+    base: dict[str, Any] = {"user": "U1", "ts": ts, "event_ts": ts, "team": "T1"}
+    if kind == "app_mention":
+        return {**base, "type": "app_mention", "channel": "C1", "text": "<@UBOT> hi"}
+    if kind == "message_im":
+        return {**base, "type": "message", "channel": "D1", "channel_type": "im", "text": "hi"}
+    if kind == "message_thread":
+        return {
+            **base,
+            "type": "message",
+            "channel": "C1",
+            "channel_type": "channel",
+            "thread_ts": "1700000999.000001",
+            "text": "hi",
+        }
+    if kind == "assistant_thread_started":
+        return {
+            "type": "assistant_thread_started",
+            "event_ts": ts,
+            "assistant_thread": {
+                "user_id": "U1",
+                "channel_id": "D1",
+                "thread_ts": ts,
+                "context": {"channel_id": "C1", "team_id": "T1"},
+            },
+        }
+    return {**base, "type": "app_home_opened", "channel": "D1", "tab": "home"}
+
+
+EVENT_KINDS = [
+    "app_mention",
+    "message_im",
+    "message_thread",
+    "assistant_thread_started",
+    "app_home_opened",
+]
+REQUIRED = {  # breaking any one of these makes the event unanswerable
+    "app_mention": ["user", "channel", "ts", "text"],
+    "message_im": ["user", "channel", "ts", "text"],
+    "message_thread": ["user", "channel", "ts", "text"],
+    "assistant_thread_started": ["assistant_thread"],
+    "app_home_opened": ["user"],
+}
+OPTIONAL = ["team", "event_ts", "blocks", "files", "subtype", "bot_id", "client_msg_id", "x"]
+
+
+@st.composite
+def junk_event(draw: st.DrawFn) -> tuple[str, bytes]:
+    n = draw(st.integers(0, 10**9))
+    kind = draw(st.sampled_from(EVENT_KINDS))
+    event = event_template(kind, n)
+    for name in draw(st.sets(st.sampled_from(OPTIONAL), max_size=3)):
+        event[name] = draw(any_json)
+    if "text" in event:
+        event["text"] = draw(st.one_of(st.just(event["text"]), odd_text))
+    for name in draw(st.sets(st.sampled_from(REQUIRED[kind]), min_size=1)):
+        if name != "text" and draw(st.booleans()):
+            event.pop(name, None)
+        elif name == "assistant_thread":
+            event[name] = draw(st.one_of(wrong_type, st.just({"user_id": "U1"})))
+        else:
+            event[name] = draw(wrong_type)
+    payload: dict[str, Any] = {
+        "token": "legacy",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "type": "event_callback",
+        "event_id": f"EvJunk{n}",
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+        "event": event,
+    }
+    return "application/json", json.dumps(payload).encode()
+
+
+@st.composite
+def junk_envelope(draw: st.DrawFn) -> tuple[str, bytes]:
+    """The envelope itself is wrong: no event, an event that is not an object, odd types."""
+    payload: dict[str, Any] = {
+        "type": draw(st.sampled_from(["event_callback", "url_verification", "app_rate_limited"])),
+        "team_id": draw(st.one_of(st.just("T1"), wrong_type)),
+        "event_id": draw(st.one_of(st.just("EvEnv"), wrong_type, st.none())),
+    }
+    choice = draw(st.integers(0, 3))
+    if choice == 1:
+        payload["event"] = draw(st.one_of(wrong_type, st.none(), odd_text))
+    elif choice == 2:
+        payload["event"] = {"type": draw(st.one_of(odd_text, wrong_type))}
+    elif choice == 3:
+        payload = draw(any_json)  # any JSON at all, even a bare number
+    return "application/json", json.dumps(payload).encode()
+
+
+@st.composite
+def junk_command(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A slash command missing who sent it or where (form fields are always strings)."""
+    form = {
+        "token": "legacy",
+        "team_id": "T1",
+        "channel_id": "C1",
+        "user_id": "U1",
+        "command": draw(st.sampled_from(["/deepseek", "/other"])),
+        "text": draw(odd_text),
+        "response_url": "http://127.0.0.1:9/response",
+        "trigger_id": "trig",
+    }
+    for name in draw(st.sets(st.sampled_from(["team_id", "user_id", "channel_id"]), min_size=1)):
+        form.pop(name)
+    return "application/x-www-form-urlencoded", urlencode(form, errors="surrogatepass").encode()
+
+
+@st.composite
+def junk_interaction(draw: st.DrawFn) -> tuple[str, bytes]:
+    """Block actions and view submissions with broken shapes, or a payload that is not JSON."""
+    if draw(st.integers(0, 4)) == 0:
+        raw = draw(odd_text)
+        return "application/x-www-form-urlencoded", urlencode(
+            {"payload": raw}, errors="surrogatepass"
+        ).encode()
+    action = {
+        "action_id": draw(
+            st.one_of(st.sampled_from(["retry", "show_reasoning", "feedback"]), odd_text)
+        ),
+        "value": draw(st.one_of(odd_text, wrong_type)),
+        "block_id": draw(odd_text),
+        "type": "button",
+    }
+    payload: dict[str, Any] = {
+        "type": draw(st.sampled_from(["block_actions", "view_submission", "shortcut", "junk"])),
+        "team": {"id": "T1"},
+        "user": draw(st.one_of(wrong_type, st.none(), st.just({}))),
+        "channel": draw(st.one_of(wrong_type, st.just({"id": "C1"}))),
+        "container": draw(any_json),
+        "message": draw(any_json),
+        "actions": draw(st.one_of(wrong_type, st.just([action]), st.just([]))),
+        "trigger_id": "trig",
+        "api_app_id": "A1",
+    }
+    return "application/x-www-form-urlencoded", urlencode({"payload": json.dumps(payload)}).encode()
+
+
+raw_body = st.tuples(
+    st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain"]),
+    st.binary(max_size=300),
+)
+hostile = st.one_of(junk_event(), junk_envelope(), junk_command(), junk_interaction(), raw_body)
+
+# --- the drill ----------------------------------------------------------------------------
+
+
+class ListenerErrors(logging.Handler):
+    """Collects ERROR records with a traceback (a listener that crashed)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(record)
+
+
+async def quiet(bot: RunningBot, before: set[asyncio.Task[Any]]) -> None:
+    """Wait (bounded) until the listeners the junk started have all finished."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    me = asyncio.current_task()
+    while loop.time() < deadline:
+        live = {
+            t
+            for t in asyncio.all_tasks() - before
+            if t is not me and not t.get_coro().__qualname__.startswith("RequestHandler.")
+        }
+        if not live:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"listeners still running: {live}")
+
+
+def run_in_loop(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[Coroutine[Any, Any, httpx.Response]], httpx.Response]:
+    def call(coro: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)
+
+    return call
+
+
+async def test_hostile_payloads_are_ignored(bot: RunningBot) -> None:
+    errors = ListenerErrors()
+    logging.getLogger().addHandler(errors)
+    before = asyncio.all_tasks()
+    call = run_in_loop(asyncio.get_running_loop())
+    statuses: list[int] = []
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(hostile)
+    def one(request: tuple[str, bytes]) -> None:
+        content_type, body = request
+        response = call(bot.slack.post(body, content_type))
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (response.status_code, body[:300])
+
+    try:
+        await asyncio.to_thread(one)
+        await quiet(bot, before)
+    finally:
+        logging.getLogger().removeHandler(errors)
+    assert len(statuses) >= EXAMPLES
+    chat = [c.method for c in bot.fake_slack.calls if c.method.startswith("chat.")]
+    assert chat == [], chat[:10]
+    assert bot.fake_deepseek.requests == []
+    assert [r.getMessage() for r in errors.records] == []
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{bot.url}/healthz")).status_code == 200
+
+
+def signed_mention() -> bytes:
+    return json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "event_id": "EvSig1",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_mention",
+                "user": "U1",
+                "channel": "C1",
+                "ts": "1700002000.000001",
+                "text": "<@UBOT> hi",
+            },
+        }
+    ).encode()
+
+
+def now() -> int:
+    return int(time.time())
+
+
+BAD_SIGNATURES: dict[str, Callable[[bytes], dict[str, str]]] = {
+    "wrong_secret": lambda b: {
+        "X-Slack-Request-Timestamp": str(now()),
+        "X-Slack-Signature": sign("not-the-secret", str(now()), b),
+    },
+    "stale_timestamp": lambda b: {
+        "X-Slack-Request-Timestamp": str(now() - 600),
+        "X-Slack-Signature": sign(SIGNING_SECRET, str(now() - 600), b),
+    },
+    "future_timestamp": lambda b: {
+        "X-Slack-Request-Timestamp": str(now() + 600),
+        "X-Slack-Signature": sign(SIGNING_SECRET, str(now() + 600), b),
+    },
+    "other_body": lambda b: {
+        "X-Slack-Request-Timestamp": str(now()),
+        "X-Slack-Signature": sign(SIGNING_SECRET, str(now()), b + b" "),
+    },
+    "garbage_signature": lambda b: {
+        "X-Slack-Request-Timestamp": str(now()),
+        "X-Slack-Signature": "v0=" + "0" * 64,
+    },
+    "no_signature": lambda b: {"X-Slack-Request-Timestamp": str(now())},
+    "no_timestamp": lambda b: {"X-Slack-Signature": sign(SIGNING_SECRET, str(now()), b)},
+    "nothing": lambda b: {},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIGNATURES))
+async def test_bad_signature_is_401(case: str, bot: RunningBot) -> None:
+    body = signed_mention()
+    headers = {"Content-Type": "application/json", **BAD_SIGNATURES[case](body)}
+    response = await bot.slack.http.post(bot.slack.url, content=body, headers=headers)
+    assert response.status_code == 401
+    await asyncio.sleep(0)
+    assert [c for c in bot.fake_slack.calls if c.method.startswith("chat.")] == []
+    assert bot.fake_deepseek.requests == []
+
+
+@pytest.mark.parametrize("stamp", ["abc", "", "1e9", "-1", "99999999999999999999999"])
+async def test_malformed_timestamp_is_rejected(stamp: str, bot: RunningBot) -> None:
+    body = signed_mention()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": sign(SIGNING_SECRET, stamp, body),
+    }
+    response = await bot.slack.http.post(bot.slack.url, content=body, headers=headers)
+    assert 400 <= response.status_code < 500
