@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ class Call:
     method: str
     args: dict[str, Any]
     token: str | None
+    at: float = 0.0  # time.monotonic() when the call arrived (benchmarks)
 
 
 @dataclass
@@ -213,7 +215,9 @@ class FakeSlack:
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         auth = request.headers.get("Authorization", "")
-        self.calls.append(Call(method, args, auth.removeprefix("Bearer ") or None))
+        self.calls.append(
+            Call(method, args, auth.removeprefix("Bearer ") or None, time.monotonic())
+        )
         if method in self.delay:
             await asyncio.sleep(self.delay[method])
         failures = self.failures.get(method)
