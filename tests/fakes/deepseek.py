@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -125,6 +126,9 @@ class FakeDeepSeek:
         self.script: list[Reply] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        # Per request, index-aligned with `requests`: [received, first text written] as
+        # time.monotonic() values (the second is missing if no text was sent).
+        self.timings: list[list[float]] = []
         self.cache_sim = cache_sim
         self._prompts: list[str] = []
         self.default = text_reply
@@ -187,9 +191,12 @@ class FakeDeepSeek:
         }
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        timing = [received]  # + when the first content/reasoning delta was written
+        self.timings.append(timing)
         reply = self.script.pop(0) if self.script else self.default()
         if reply.raw_body is not None:
             return web.Response(
@@ -235,12 +242,21 @@ class FakeDeepSeek:
                 return resp
             line = c if isinstance(c, str) else "data: " + json.dumps(c)
             await resp.write(line.encode() + b"\n\n")
+            if len(timing) == 1 and _has_text(c):
+                timing.append(time.monotonic())
             if reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
         if reply.done:
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+def _has_text(chunk: Chunk) -> bool:
+    if not isinstance(chunk, dict) or not chunk.get("choices"):
+        return False
+    delta = chunk["choices"][0].get("delta") or {}
+    return bool(delta.get("content") or delta.get("reasoning_content"))
 
 
 def _common_prefix(a: str, b: str) -> int:
