@@ -283,7 +283,8 @@ class FakeSlack:
         ):
             raise KeyError("recipient_user_id")
         msg = self._post(args, streaming=True)
-        msg.chunks.extend(args.get("chunks") or [])
+        # Text may start in `chunks` (slack_sdk's chat_stream sends markdown_text chunks).
+        self._append(msg, {"chunks": args.get("chunks")})
         return {"channel": msg.channel, "ts": msg.ts}
 
     def _append(self, msg: Message, args: dict[str, Any]) -> None:
