@@ -244,7 +244,8 @@ def plan_files(
     for item in loaded:
         f = item.file
         if item.text is None:
-            parts.append(f"Shared file {_shown(f.name)} could not be read: {item.problem}.")
+            reason = item.problem.rstrip(".")
+            parts.append(f"Shared file {_shown(f.name)} was not read: {reason}.")
             continue
         readable.append(f)
         language = language_for(f.name, f.filetype)
