@@ -28,6 +28,11 @@ _KINDS: dict[str, Kind] = {
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+# Blocks that never hold readable text; dropped before html2text parses them (they are often
+# most of a page's bytes, and html2text is pure Python).
+_NON_TEXT = re.compile(
+    r"<(script|style|svg|noscript|template)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
+)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
@@ -80,7 +85,7 @@ def html_to_markdown(markup: str, base_url: str) -> str:
     converter.ignore_images = True
     converter.unicode_snob = True
     converter.skip_internal_links = True
-    return tidy(converter.handle(markup))
+    return tidy(converter.handle(_NON_TEXT.sub(" ", markup)))
 
 
 def tidy(text: str) -> str:
