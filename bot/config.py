@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     tavily_api_url: str = "https://api.tavily.com/search"
     # fetch_url: total time over all redirects, bytes read (the rest is cut), redirects followed.
     fetch_timeout: float = Field(default=15.0, gt=0)
-    fetch_max_bytes: int = Field(default=1_000_000, ge=10_000)
+    fetch_max_bytes: int = Field(default=2_000_000, ge=10_000)
     fetch_max_redirects: int = Field(default=5, ge=0, le=20)
     # Files shared in a thread: bigger ones are refused; up to `snippet_inline_chars` inlined.
     snippet_max_bytes: int = Field(default=1_000_000, ge=1_000)
