@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import httpx
 import structlog
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -81,7 +82,7 @@ class SlackSurface:
             log.warning("snippet_upload_failed", error=error)
             hint = " (the app needs the files:write scope)" if error == "missing_scope" else ""
             raise ToolFailure(f"Slack did not take the snippet: {error}{hint}.") from None
-        except SlackClientError as exc:
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("snippet_upload_failed", error=type(exc).__name__)
             raise ToolFailure("Slack did not take the snippet: the upload failed.") from None
         lines = content.count("\n") + 1
@@ -134,6 +135,10 @@ class SlackSurface:
             error = str(exc.response.get("error") or "unknown_error")
             hint = " (the app needs the files:read scope)" if error == "missing_scope" else ""
             raise ToolFailure(f"Slack could not show the file {file_id}: {error}{hint}.") from None
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            raise ToolFailure(
+                f"Slack could not show the file {file_id} ({type(exc).__name__})."
+            ) from None
         info = response.get("file")
         if not isinstance(info, dict):
             raise ToolFailure(f"Slack could not show the file {file_id}.")

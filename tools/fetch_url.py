@@ -184,11 +184,16 @@ async def _read(url: httpx.URL, response: httpx.Response, cap: int) -> Page:
     chunks: list[bytes] = []
     size = 0
     truncated = False
-    async for chunk in response.aiter_bytes():
-        if size + len(chunk) > cap:
-            chunks.append(chunk[: cap - size])
-            truncated = True
-            break
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        async for chunk in response.aiter_bytes():
+            if size + len(chunk) > cap:
+                chunks.append(chunk[: cap - size])
+                truncated = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except httpx.TimeoutException:
+        raise ToolFailure(f"{url} stopped sending in the middle of the page.") from None
+    except httpx.HTTPError as exc:
+        raise ToolFailure(f"Reading {url} broke off ({type(exc).__name__}).") from None
     return Page(str(url), kind, b"".join(chunks), response.charset_encoding, truncated)

@@ -232,6 +232,22 @@ async def test_slow_page_hits_the_time_cap(pages: PageServer, http: httpx.AsyncC
         )
 
 
+async def test_connection_broken_mid_page(pages: PageServer, http: httpx.AsyncClient) -> None:
+    async def broken(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/plain", "Content-Length": "100000"}
+        )
+        await response.prepare(request)
+        await response.write(b"partial")
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    pages.routes["/broken"] = broken
+    with pytest.raises(ToolFailure, match=r"broke off \(RemoteProtocolError\)"):
+        await fetch(f"http://{PAGES}:{pages.port}/broken", http, dns=dns_for_pages())
+
+
 async def test_unresolvable_host(http: httpx.AsyncClient, netlog: NetLog) -> None:
     with pytest.raises(ToolFailure, match=r"nowhere.test could not be resolved"):
         await fetch("http://nowhere.test/", http, dns=FakeDNS())
