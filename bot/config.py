@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     answer_follow_ups: bool = True
     ignore_other_bots: bool = True
     show_footer: bool = False
+    # Seconds between batched Slack calls while an answer streams (the first words go at
+    # once); the chat.update fallback waits 1.5 times as long (a Tier 3 method).
+    slack_update_interval: float = Field(default=1.0, ge=0, le=10)
     over_budget_action: Literal["refuse", "flash"] = "refuse"
 
     # Tools
@@ -151,7 +154,10 @@ class Settings(BaseSettings):
     def require(self, *names: str) -> None:
         """Raise ConfigError naming the first of `names` (field names) that is unset."""
         for name in names:
-            if getattr(self, name) in (None, ""):
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value in (None, ""):
                 raise ConfigError(f"{name.upper()} is not set (see .env.example)")
 
 

@@ -301,8 +301,19 @@ class AnswerStream:
                 await self._flush_stream(final, end_blocks)
                 return
             except _StreamBroken as broken:
+                await self._close_broken(broken.cause)
                 self._fall_back(broken.cause)
         await self._flush_post(final, end_blocks)
+
+    async def _close_broken(self, cause: BaseException) -> None:
+        """Best effort: end a stream that broke for another reason than expiry, so Slack
+        does not show it as still being written until it expires."""
+        if self._ts is None or _error_code(cause) == "message_not_in_streaming_state":
+            return
+        try:
+            await self.client.chat_stopStream(channel=self.target.channel, ts=self._ts)
+        except _SLACK_ERRORS as exc:
+            log.info("broken_stream_stop_failed", error=_error_code(exc))
 
     def _fall_back(self, cause: BaseException) -> None:
         """Native streaming is over for this answer; the rest goes into a new message."""

@@ -5,10 +5,17 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.deps import Deps
-from handlers import command, home
+from bot.slack_turns import SlackTurns
+from handlers import actions, assistant, command, home, mentions, messages
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     """Register every Slack surface's listeners on `app`."""
     command.register(app, deps)
     home.register(app, deps)
+    # The assistant middleware goes first: it claims DM messages inside assistant threads.
+    turns = SlackTurns(deps)
+    assistant.register(app, deps, turns)
+    mentions.register(app, deps, turns)
+    messages.register(app, deps, turns)
+    actions.register(app, deps, turns)

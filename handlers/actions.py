@@ -1,0 +1,145 @@
+"""Buttons on answers: feedback, "Show reasoning", "Retry".
+
+- Feedback (`context_actions` feedback buttons): one vote per person per answer, counted per
+  model in Redis (`keys.feedback(team, model)`: fields `up`, `down`); changing a vote moves it.
+- "Show reasoning": a modal with the reasoning the engine stored with the turn
+  (`keys.turn(thread, turn_id)` field `reasoning`).
+- "Retry": the failed turn's question (kept under the same key, field `question`) runs again
+  as a new turn in the thread; the button is replaced by a note so it runs once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import keys
+from bot.deps import Deps
+from bot.keys import ThreadRef
+from bot.slack_blocks import (
+    FEEDBACK_ACTION,
+    REASONING_ACTION,
+    RETRY_ACTION,
+    TurnRef,
+    reasoning_view,
+    without_retry,
+)
+from bot.slack_turns import SlackTurns
+from bot.store import claim_once
+
+log = structlog.get_logger(__name__)
+
+GONE = "That answer is too old: its details are no longer kept."
+_SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
+
+
+def _team(body: dict[str, Any]) -> str:
+    team = body.get("team") or {}
+    user = body.get("user") or {}
+    return str(team.get("id") or user.get("team_id") or "")
+
+
+def _user(body: dict[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or "")
+
+
+async def record_vote(redis: Redis, team: str, user: str, ref: TurnRef, vote: str) -> None:
+    """Count `user`'s vote on the answer `ref` once; a changed vote moves from one count to
+    the other."""
+    turn_key = keys.turn(ThreadRef(team, ref.channel, ref.thread_ts), ref.turn_id)
+    previous = await redis.hget(turn_key, f"vote:{user}")
+    if previous == vote:
+        return
+    counts = keys.feedback(team, ref.model or "unknown")
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(turn_key, f"vote:{user}", vote)
+    pipe.hincrby(counts, vote, 1)
+    if previous in ("up", "down"):
+        pipe.hincrby(counts, previous, -1)
+    await pipe.execute()
+
+
+def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
+    redis = deps.redis
+
+    @app.action(FEEDBACK_ACTION)
+    async def on_feedback(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        try:
+            data = json.loads(str(action.get("value") or ""))
+            vote = data.get("vote")
+        except (ValueError, AttributeError):
+            return
+        ref = TurnRef.loads(str(action.get("value") or ""))
+        if ref is None or vote not in ("up", "down"):
+            return
+        try:
+            await record_vote(redis, _team(body), _user(body), ref, vote)
+        except (RedisError, OSError) as exc:
+            log.warning("feedback_store_failed", error=type(exc).__name__)
+            return
+        log.info("feedback", vote=vote, model=ref.model, turn_id=ref.turn_id)
+
+    @app.action(REASONING_ACTION)
+    async def on_show_reasoning(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        ref = TurnRef.loads(str(action.get("value") or ""))
+        trigger = body.get("trigger_id")
+        if ref is None or not isinstance(trigger, str):
+            return
+        thread = ThreadRef(_team(body), ref.channel, ref.thread_ts)
+        try:
+            reasoning = await redis.hget(keys.turn(thread, ref.turn_id), "reasoning")
+        except (RedisError, OSError) as exc:
+            log.warning("reasoning_load_failed", error=type(exc).__name__)
+            reasoning = None
+        view = reasoning_view(str(reasoning) if reasoning is not None else GONE)
+        try:
+            await client.views_open(trigger_id=trigger, view=view)
+        except _SLACK_ERRORS as exc:
+            log.warning("reasoning_modal_failed", error=type(exc).__name__)
+
+    @app.action(RETRY_ACTION)
+    async def on_retry(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        ref = TurnRef.loads(str(action.get("value") or ""))
+        team, user = _team(body), _user(body)
+        if ref is None or not (team and user):
+            return
+        if not await claim_once(redis, [f"retry:{team}:{ref.turn_id}"]):
+            return  # pressed twice, or by two people at once
+        message = body.get("message") or {}
+        note = f"Retried by <@{user}>"
+        if isinstance(message.get("ts"), str):
+            try:
+                await client.chat_update(
+                    channel=ref.channel,
+                    ts=message["ts"],
+                    text=str(message.get("text") or "Retried."),
+                    blocks=without_retry(list(message.get("blocks") or []), note),
+                )
+            except _SLACK_ERRORS as exc:
+                log.info("retry_button_update_failed", error=type(exc).__name__)
+        rendered = await turns.retry(
+            team, user, ref.channel, ref.thread_ts, ref.turn_id, context.bot_user_id or ""
+        )
+        if rendered is None:
+            try:
+                await client.chat_postEphemeral(channel=ref.channel, user=user, text=GONE)
+            except _SLACK_ERRORS as exc:
+                log.info("retry_gone_notice_failed", error=type(exc).__name__)

@@ -1,0 +1,29 @@
+"""`app_mention`: someone mentions the bot in a channel; the answer goes into the thread of the
+mention (a top-level mention starts one). Later replies in that thread need no mention
+(handlers/messages.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from bot.deps import Deps
+from bot.slack_events import incoming
+from bot.slack_turns import SlackTurns
+
+log = structlog.get_logger(__name__)
+
+
+def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
+    @app.event("app_mention")
+    async def on_mention(body: dict[str, Any], context: AsyncBoltContext) -> None:
+        event = body.get("event") or {}
+        if event.get("bot_id") and deps.settings.ignore_other_bots:
+            return
+        msg = incoming(body, "channel")
+        if msg is None:
+            log.info("mention_ignored", reason="malformed")
+            return
+        await turns.answer(msg, bot_user_id=context.bot_user_id or "")

@@ -1,0 +1,50 @@
+"""`message` events: direct messages (every one is a turn; a top-level DM starts a thread) and
+follow-ups in channel threads the bot already answered in (no mention needed; on unless
+ANSWER_FOLLOW_UPS=false). Everything else — the bot's own messages, other bots (unless
+IGNORE_OTHER_BOTS=false), edits, deletions, joins and other subtypes, channel messages that
+mention the bot (they arrive as `app_mention` too) — is acknowledged and ignored.
+
+DM replies inside an assistant thread are routed to handlers/assistant.py by Bolt's
+assistant middleware before they get here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from bot.deps import Deps
+from bot.keys import ThreadRef
+from bot.slack_events import classify, incoming
+from bot.slack_turns import SlackTurns
+
+log = structlog.get_logger(__name__)
+
+
+def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
+    settings = deps.settings
+
+    @app.event("message")
+    async def on_message(body: dict[str, Any], context: AsyncBoltContext) -> None:
+        event = body.get("event")
+        if not isinstance(event, dict):
+            return
+        route = classify(
+            event,
+            bot_user_id=context.bot_user_id or "",
+            bot_id=context.bot_id or "",
+            ignore_other_bots=settings.ignore_other_bots,
+            answer_follow_ups=settings.answer_follow_ups,
+        )
+        if route == "ignore":
+            return
+        msg = incoming(body, "im" if route == "dm" else "channel")
+        if msg is None:
+            log.info("message_ignored", reason="malformed")
+            return
+        if route == "follow_up" and not await turns.joined(
+            ThreadRef(msg.team, msg.channel, msg.thread_ts)
+        ):
+            return
+        await turns.answer(msg, bot_user_id=context.bot_user_id or "")
