@@ -119,3 +119,8 @@ async def test_embedded_store_works_without_redis_url() -> None:
     async with store.lock("lock", timeout=5):
         assert await store.exists("lock")
     await store.aclose()
+
+
+def test_empty_secret_counts_as_unset() -> None:
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):
+        build_app(make_settings(None, None, slack_bot_token=""))
