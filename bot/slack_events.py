@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tools.base import SharedFile
-
 ChannelKind = Literal["channel", "im", "assistant"]
 Route = Literal["dm", "follow_up", "ignore"]
 
@@ -37,7 +35,7 @@ class Incoming:
     kind: ChannelKind
     delivery_ids: tuple[str, ...]  # event_id, client_msg_id: what makes a delivery unique
     user_team: str  # the asker's team (the stream's recipient_team_id)
-    files: tuple[SharedFile, ...] = field(default=())
+    file_ids: tuple[str, ...] = field(default=())  # files shared with the message
 
     @property
     def top_level(self) -> bool:
@@ -49,22 +47,10 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _files(raw: Any) -> tuple[SharedFile, ...]:
+def _file_ids(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list):
         return ()
-    out = []
-    for f in raw:
-        if isinstance(f, Mapping) and _str(f.get("id")):
-            size = f.get("size")
-            out.append(
-                SharedFile(
-                    id=_str(f.get("id")),
-                    name=_str(f.get("name")) or _str(f.get("title")) or "file",
-                    filetype=_str(f.get("filetype")),
-                    size=size if isinstance(size, int) and not isinstance(size, bool) else 0,
-                )
-            )
-    return tuple(out)
+    return tuple(f["id"] for f in raw if isinstance(f, Mapping) and _str(f.get("id")))
 
 
 def incoming(body: Mapping[str, Any], kind: ChannelKind) -> Incoming | None:
@@ -95,7 +81,7 @@ def incoming(body: Mapping[str, Any], kind: ChannelKind) -> Incoming | None:
         kind=kind,
         delivery_ids=tuple(ids),
         user_team=_str(event.get("user_team")) or _str(event.get("team")) or team,
-        files=_files(event.get("files")),
+        file_ids=_file_ids(event.get("files")),
     )
 
 

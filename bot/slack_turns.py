@@ -5,9 +5,11 @@
    and the client message id);
 2. marks the thread as one the bot answers in (follow-ups need no mention);
 3. builds the engine `Turn`: text cleaned (`slack_format.clean_input`) with display names
-   from a Redis cache (`keys.display_name`, `NAME_TTL_S`), the thread note (date and place,
-   used by the engine only where a thread starts), Slack's formatting note, and a `rebuild`
-   callback that reads the thread from Slack (`conversations.replies`) if Redis has no history;
+   from a Redis cache (`keys.display_name`, `NAME_TTL_S`), shared files prepared by the
+   thread's `SlackSurface` (small text files inlined, the rest for `read_snippet`), the thread
+   note (date and place, used by the engine only where a thread starts), Slack's formatting
+   note, and a `rebuild` callback that reads the thread from Slack (`conversations.replies`)
+   if Redis has no history;
 4. streams `Engine.run(turn)` into the thread (`slack_stream.AnswerStream`) inside
    `deps.busy()`, with team, channel, thread and turn id bound to every log line;
 5. after a failed turn, keeps its question for "Retry" and, for failures an admin must fix
@@ -38,7 +40,9 @@ from bot.keys import ThreadRef
 from bot.slack_events import ChannelKind, Incoming
 from bot.slack_format import FORMAT_NOTE, clean_input, mentioned_users, thread_note
 from bot.slack_stream import AnswerStream, Rendered, StatusFn, Target
+from bot.slack_surface import SlackSurface
 from bot.store import claim_once
+from tools.base import SharedFile
 
 log = structlog.get_logger(__name__)
 
@@ -138,15 +142,26 @@ class SlackTurns:
         shared = msg.kind == "channel"
         wanted = mentioned_users(msg.text, bot_user_id=bot_user_id)
         names = await self.names.get(msg.team, [*wanted, msg.user] if shared else wanted)
+        text = clean_input(msg.text, bot_user_id=bot_user_id, names=names)
+        surface = self._surface(msg.channel, msg.thread_ts)
+        files: list[SharedFile] = []
+        if msg.file_ids:
+            plan = await surface.prepare_files(
+                [{"id": f} for f in msg.file_ids],
+                inline_chars=self.deps.settings.snippet_inline_chars,
+            )
+            text = f"{text}\n\n{plan.note}" if text and plan.note else text or plan.note
+            files = list(plan.files)
         return Turn(
             thread=ThreadRef(msg.team, msg.channel, msg.thread_ts),
             user=msg.user,
-            text=clean_input(msg.text, bot_user_id=bot_user_id, names=names),
+            text=text,
             speaker=names.get(msg.user, msg.user) if shared else "",
             channel_kind=msg.kind,
             thread_note=await self._note(msg.channel, msg.kind, msg.thread_ts),
             format_note=FORMAT_NOTE,
-            files=list(msg.files),
+            surface=surface,
+            files=files,
             rebuild=None if msg.top_level else self._rebuilder(msg, bot_user_id),
             turn_id=uuid.uuid4().hex[:12],
             order=float(msg.ts),
@@ -176,6 +191,7 @@ class SlackTurns:
             channel_kind=kind,
             thread_note=await self._note(channel, kind, thread_ts),
             format_note=FORMAT_NOTE,
+            surface=self._surface(channel, thread_ts),
             rebuild=self._rebuilder(msg, bot_user_id),
             turn_id=uuid.uuid4().hex[:12],
             order=now,
@@ -214,6 +230,19 @@ class SlackTurns:
                 return rendered
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _surface(self, channel: str, thread_ts: str) -> SlackSurface:
+        """What the tools may do in this thread: post snippets, read shared files."""
+        settings = self.deps.settings
+        assert settings.slack_bot_token is not None
+        return SlackSurface(
+            self.client,
+            channel,
+            thread_ts,
+            settings.slack_bot_token.get_secret_value(),
+            self.deps.http,
+            max_bytes=settings.snippet_max_bytes,
+        )
 
     async def _note(self, channel: str, kind: ChannelKind, thread_ts: str) -> str:
         day = datetime.fromtimestamp(float(thread_ts), UTC).date()

@@ -208,6 +208,17 @@ async def test_direct_message_is_answered_in_a_thread(bot: RunningBot) -> None:
     assert question == "[Thread started 2023-11-14 in a direct message]\n\nhello there"
 
 
+async def test_shared_text_file_is_read_into_the_question(bot: RunningBot) -> None:
+    fake, ds = bot.fake_slack, bot.fake_deepseek
+    info = fake.add_file("notes.py", b"print('hi')\n")
+    dm = fake.add_message("D1", "what does this do?")
+    await bot.slack.event(message(dm, channel_type="im", subtype="file_share", files=[info]))
+    await answered(bot, "D1", dm.ts)
+    question = ds.requests[0]["messages"][-1]["content"]
+    assert "what does this do?" in question
+    assert "notes.py" in question and "print('hi')" in question
+
+
 async def test_assistant_thread_started_sets_suggested_prompts(bot: RunningBot) -> None:
     fake = bot.fake_slack
     event = {
