@@ -131,7 +131,8 @@ def reasoning_view(reasoning: str) -> dict[str, Any]:
     `SECTION_LIMIT` characters (cut at line ends where possible), within a modal's block
     limit; what does not fit is dropped with a note."""
     text = reasoning.strip() or "There was no reasoning for this answer."
-    pieces = split_markdown(text, SECTION_LIMIT)
+    # Only what can be shown is split: reasoning may run to a million characters.
+    pieces = split_markdown(text[: MODAL_BLOCKS * SECTION_LIMIT], SECTION_LIMIT)
     if len(pieces) > MODAL_BLOCKS:
         pieces = [*pieces[: MODAL_BLOCKS - 1], "[The rest of the reasoning is too long to show.]"]
     blocks = [SectionBlock(text=PlainTextObject(text=p, emoji=False)).to_dict() for p in pieces]

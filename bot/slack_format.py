@@ -195,7 +195,10 @@ def _cut(text: str, budget: int, floor: int = 0) -> int:
     that would fit a piece of its own; a line end inside a code block too big for any piece;
     a sentence end or space outside code; any clean boundary; `budget` itself."""
     budget = min(budget, len(text))
-    blocks = [b for b in _blocks(text) if b.start < budget]
+    # Blocks that start in the window; one that does not close within twice the window
+    # cannot fit a piece of its own, so nothing further needs scanning (long texts stay
+    # linear to split).
+    blocks = [b for b in _blocks(text[: 2 * budget + 1]) if b.start < budget]
 
     def outside(i: int) -> bool:
         return not any(b.start < i < b.end for b in blocks)
