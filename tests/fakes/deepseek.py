@@ -131,6 +131,8 @@ class FakeDeepSeek:
         self.timings: list[list[float]] = []
         self.cache_sim = cache_sim
         self._prompts: list[str] = []
+        # (characters shared with an earlier request, characters in all), per cache-sim request
+        self.prefix_chars: list[tuple[int, int]] = []
         self.default = text_reply
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -159,6 +161,7 @@ class FakeDeepSeek:
         hit = 0
         if self.cache_sim:
             best = max((_common_prefix(prompt_text, p) for p in self._prompts), default=0)
+            self.prefix_chars.append((best, len(prompt_text)))
             hit = min(prompt, (best // 4) // 64 * 64)
             self._prompts.append(prompt_text)
         out_text = "".join(
