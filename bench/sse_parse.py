@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import random
@@ -98,7 +99,11 @@ def in_reads(body: bytes, size: int = READ) -> list[bytes]:
 
 
 def median_us(fn: Callable[[], float], runs: int, chunks: int) -> float:
-    return statistics.median(fn() for _ in range(runs)) / chunks * 1e6
+    samples = []
+    for _ in range(runs):
+        gc.collect()  # each run starts from the same heap, whatever ran before it
+        samples.append(fn())
+    return statistics.median(samples) / chunks * 1e6
 
 
 # --- from memory ----------------------------------------------------------------------------
