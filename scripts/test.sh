@@ -14,4 +14,5 @@ if ! command -v redis-server >/dev/null 2>&1 && [ -z "${REDIS_URL:-}" ]; then
 fi
 .venv/bin/ruff check .
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# Two workers: the suite spends most of its time in subprocesses and sockets.
+.venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"

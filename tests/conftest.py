@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -88,9 +89,11 @@ class RedisProcess:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(worker_id: str) -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
+        # One database per xdist worker (gw0, gw1, …): each test flushes its own.
+        db = int(worker_id[2:]) if worker_id.startswith("gw") else 0
+        yield urlsplit(os.environ["REDIS_URL"])._replace(path=f"/{db}").geturl()
         return
     server = RedisProcess()
     server.start()
