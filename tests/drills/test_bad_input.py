@@ -47,7 +47,7 @@ odd_text = st.one_of(
     st.sampled_from(ODD),
     st.text(max_size=40),
     st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF), max_size=40),
-    st.integers(1, 200_000).map(lambda n: "x" * n),  # huge strings, up to 200 kB
+    st.integers(1, 100_000).map(lambda n: "x" * n),  # huge strings, up to 100 kB
 )
 scalar = st.one_of(
     st.none(),
