@@ -346,7 +346,7 @@ class DeepSeekClient:
 
     def _check_finish(self, finish: Finish, yielded: bool) -> Finish:
         if finish.reason == "content_filter":
-            raise ContentFiltered("finish_reason=content_filter")
+            raise ContentFiltered("finish_reason=content_filter", usage=finish.usage)
         if finish.reason == "insufficient_system_resource":
             error = UpstreamDown("finish_reason=insufficient_system_resource")
             if yielded:

@@ -29,6 +29,7 @@ from bot.events import (
     EngineEvent,
     Finish,
     ReasoningDelta,
+    StreamEvent,
     TextDelta,
     ToolCall,
     ToolFinished,
@@ -200,14 +201,15 @@ class Engine:
             messages = [*head, *progress.stored]
             text, reasoning, calls, finish = "", "", [], None
             progress.pending = ""
-            async for ev in self.client.stream(
+            stream = self.client.stream(
                 model=model,
                 messages=messages,
                 tools=tools,
                 thinking=prefs.thinking,
                 effort=prefs.effort,
                 max_tokens=self.settings.deepseek_max_tokens,
-            ):
+            )
+            async for ev in self._billed(stream, turn, tier, model, prefs.thinking, progress):
                 if isinstance(ev, TextDelta):
                     text += ev.text
                     progress.text += ev.text
@@ -269,6 +271,25 @@ class Engine:
             for task in tasks:
                 task.cancel()
         progress.stored.extend(prompt.tool_message(c.id, results[c.id]) for c in calls)
+
+    async def _billed(
+        self,
+        stream: AsyncIterator[StreamEvent],
+        turn: Turn,
+        tier: ModelTier,
+        model: str,
+        thinking: bool,
+        progress: _Progress,
+    ) -> AsyncIterator[StreamEvent]:
+        """Pass a stream through; a call that fails after the gateway billed it (a content
+        filter stop) is still recorded in the ledger."""
+        try:
+            async for ev in stream:
+                yield ev
+        except UpstreamError as exc:
+            if exc.usage is not None:
+                await self._record(turn, tier, model, thinking, exc.usage, progress)
+            raise
 
     def _label(self, call: ToolCall) -> str:
         tool = self._by_name.get(call.name)

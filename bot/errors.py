@@ -6,6 +6,11 @@ the terminal. Messages never contain the API key or raw upstream bodies.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.events import Usage
+
 
 class UpstreamError(Exception):
     """Base class. `retryable` errors may be retried before any text was shown."""
@@ -14,10 +19,13 @@ class UpstreamError(Exception):
     retryable = False
     notify_admins = False
 
-    def __init__(self, detail: str = "", *, status: int | None = None) -> None:
+    def __init__(
+        self, detail: str = "", *, status: int | None = None, usage: Usage | None = None
+    ) -> None:
         super().__init__(detail or self.user_message)
         self.detail = detail
         self.status = status
+        self.usage = usage  # tokens the failed call was billed for, when the gateway said
 
 
 class AuthError(UpstreamError):

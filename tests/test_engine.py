@@ -344,3 +344,16 @@ async def test_settings_and_usage_recorded(
     assert [r["model"] for r in fake_deepseek.requests] == ["deepseek-v4-pro"] * 2
     assert all(r["thinking"] == {"type": "disabled"} for r in fake_deepseek.requests)
     assert done.cost_micros > 0 and done.usage.prompt > 0
+
+
+async def test_content_filtered_answer_is_still_billed(
+    deps: Deps, fake_deepseek: FakeDeepSeek, redis: Redis
+) -> None:
+    fake_deepseek.push(text_reply("Some text before", finish="content_filter"))
+    events = await run(deps.engine, "something filtered")
+    failed = last(events)
+    assert isinstance(failed, TurnFailed) and type(failed.error).__name__ == "ContentFiltered"
+    assert failed.partial == "Some text before"
+    assert failed.usage.prompt > 0  # the gateway billed it, so the ledger has it
+    _, metrics = await deps.ledger.user_usage("T1", "U1", "today")
+    assert metrics.requests == 1 and metrics.out == failed.usage.completion > 0
