@@ -177,6 +177,8 @@ class AnswerStream:
 
     async def _next(self, queue: asyncio.Queue[EngineEvent | None]) -> Any:
         """The next event, or `_TICK` when batched output is due before one arrives."""
+        if self._getter is None and not queue.empty():
+            return queue.get_nowait()  # the common case while text streams: no waiting
         if self._getter is None:
             self._getter = asyncio.ensure_future(queue.get())
         timeout = None
