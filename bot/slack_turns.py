@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -68,7 +69,10 @@ class DisplayNames:
         users = list(dict.fromkeys(u for u in users if u))
         if not users:
             return {}
-        cached = await self.redis.mget([keys.display_name(team, u) for u in users])
+        try:
+            cached = await self.redis.mget([keys.display_name(team, u) for u in users])
+        except (RedisError, OSError):
+            cached = [None] * len(users)  # the store is down: ask Slack, the turn goes on
         names = {u: str(n) for u, n in zip(users, cached, strict=True) if n}
         missing = [u for u in users if u not in names]
         if missing:
@@ -78,7 +82,8 @@ class DisplayNames:
                 pipe = self.redis.pipeline(transaction=False)
                 for user, name in fresh.items():
                     pipe.set(keys.display_name(team, user), name, ex=NAME_TTL_S)
-                await pipe.execute()
+                with contextlib.suppress(RedisError, OSError):
+                    await pipe.execute()
             names.update(fresh)
         return names
 
@@ -104,6 +109,7 @@ class SlackTurns:
         self.names = DisplayNames(deps.redis, deps.slack)
         self.interval = deps.settings.slack_update_interval
         self._channel_names: dict[str, str] = {}  # per process: channels are rarely renamed
+        self._noticed: dict[tuple[str, str], float] = {}  # (team, kind) -> last admin notice
 
     async def answer(
         self,
@@ -114,13 +120,18 @@ class SlackTurns:
         on_start: OnStart | None = None,
     ) -> Rendered | None:
         """Answer `msg` in its thread. None if this delivery was already claimed (a retry
-        by Slack, or another replica has it)."""
+        by Slack, or another replica has it). With the store down, the message is answered
+        all the same (the engine then ends the turn with the store's visible message)."""
         redis = self.deps.redis
-        if not await claim_once(redis, list(msg.delivery_ids)):
-            log.info("duplicate_delivery", ids=list(msg.delivery_ids))
-            return None
         thread = ThreadRef(msg.team, msg.channel, msg.thread_ts)
-        first = await self.join(thread)
+        try:
+            if not await claim_once(redis, list(msg.delivery_ids)):
+                log.info("duplicate_delivery", ids=list(msg.delivery_ids))
+                return None
+            first = await self.join(thread)
+        except (RedisError, OSError) as exc:
+            log.error("claim_failed", error=type(exc).__name__)
+            first = False
         if on_start is not None:
             await on_start(first)
         turn = await self.turn_for(msg, bot_user_id)
@@ -328,12 +339,19 @@ class SlackTurns:
         admins = sorted(self.deps.settings.admin_user_ids)
         if not admins:
             return
+        # Once an hour per kind across replicas (Redis); this process's own memory keeps
+        # the promise for itself while Redis is down (StoreDown is one such kind).
+        now = time.monotonic()
+        last = self._noticed.get((t.team, kind))
+        if last is not None and now - last < NOTICE_TTL_S:
+            return
         try:
             first = await self.deps.redis.set(
                 keys.notice(t.team, f"upstream:{kind}"), "1", nx=True, ex=NOTICE_TTL_S
             )
         except (RedisError, OSError):
-            first = True  # Redis is down (StoreDown): telling twice beats not telling
+            first = True
+        self._noticed[(t.team, kind)] = now
         if not first:
             return
         status = f", HTTP {error.status}" if error.status else ""

@@ -37,6 +37,7 @@ from bot.store import claim_once
 log = structlog.get_logger(__name__)
 
 GONE = "That answer is too old: its details are no longer kept."
+UNAVAILABLE = "My memory store is unavailable right now. Please try again shortly."
 _SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
 
 
@@ -121,8 +122,13 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
         team, user = _team(body), _user(body)
         if ref is None or not (team and user):
             return
-        if not await claim_once(redis, [f"retry:{team}:{ref.turn_id}"]):
-            return  # pressed twice, or by two people at once
+        try:
+            if not await claim_once(redis, [f"retry:{team}:{ref.turn_id}"]):
+                return  # pressed twice, or by two people at once
+        except (RedisError, OSError) as exc:
+            log.warning("retry_claim_failed", error=type(exc).__name__)
+            await _tell(client, ref.channel, user, UNAVAILABLE)
+            return
         message = body.get("message") or {}
         note = f"Retried by <@{user}>"
         if isinstance(message.get("ts"), str):
@@ -135,11 +141,21 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
                 )
             except _SLACK_ERRORS as exc:
                 log.info("retry_button_update_failed", error=type(exc).__name__)
-        rendered = await turns.retry(
-            team, user, ref.channel, ref.thread_ts, ref.turn_id, context.bot_user_id or ""
-        )
+        try:
+            rendered = await turns.retry(
+                team, user, ref.channel, ref.thread_ts, ref.turn_id, context.bot_user_id or ""
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("retry_load_failed", error=type(exc).__name__)
+            await _tell(client, ref.channel, user, UNAVAILABLE)
+            return
         if rendered is None:
-            try:
-                await client.chat_postEphemeral(channel=ref.channel, user=user, text=GONE)
-            except _SLACK_ERRORS as exc:
-                log.info("retry_gone_notice_failed", error=type(exc).__name__)
+            await _tell(client, ref.channel, user, GONE)
+
+
+async def _tell(client: AsyncWebClient, channel: str, user: str, text: str) -> None:
+    """A short note only the person who pressed the button sees."""
+    try:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text)
+    except _SLACK_ERRORS as exc:
+        log.info("ephemeral_failed", error=type(exc).__name__)

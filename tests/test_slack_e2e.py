@@ -15,10 +15,10 @@ import pytest
 from redis.asyncio import Redis
 
 from bot import keys
-from bot.errors import BalanceExhausted, RateLimited, StreamCut, UpstreamDown
+from bot.errors import BalanceExhausted, RateLimited, StoreDown, StreamCut, UpstreamDown
 from bot.slack_blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION
 from bot.slack_format import open_fence
-from tests.conftest import RunningBot, make_settings, start_bot
+from tests.conftest import RunningBot, free_port, make_settings, start_bot
 from tests.fakes.deepseek import FakeDeepSeek, error_reply, text_reply, tool_reply
 from tests.fakes.slack import BOT_ID, BOT_USER, FakeSlack, Message
 
@@ -346,6 +346,31 @@ async def test_balance_exhausted_tells_admins_once_an_hour(bot: RunningBot) -> N
     dms = [c.args for c in fake.calls_of("chat.postMessage") if c.args["channel"] == "DUADMIN"]
     assert len(dms) == 1
     assert "balance is exhausted" in dms[0]["text"] and "sk-" not in dms[0]["text"]
+
+
+async def test_store_down_still_ends_in_a_visible_message(
+    fake_slack: FakeSlack, fake_deepseek: FakeDeepSeek
+) -> None:
+    """Redis unreachable: no dedupe, no memory, but the person gets a clear sentence (and a
+    Retry button), and admins hear of it once."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings = make_settings(fake_slack, fake_deepseek, redis_url=dead)
+    bot, runner = await start_bot(settings, None, fake_slack, fake_deepseek)
+    try:
+        for _ in range(2):
+            top = fake_slack.add_message("C1", f"<@{BOT_USER}> hi")
+            await bot.slack.event(mention(top))
+            [answer] = await answered(bot, "C1", top.ts)
+            assert answer.text == f"_{StoreDown.user_message}_"
+            assert action_ids(answer) == [RETRY_ACTION]
+    finally:
+        await bot.slack.aclose()
+        await bot.app.drain(timeout=5)
+        await bot.app.deps.aclose()
+        await runner.cleanup()
+    notices = [c for c in fake_slack.calls_of("chat.postMessage") if c.args["channel"] == "DUADMIN"]
+    assert len(notices) == 1
+    assert fake_deepseek.requests == []
 
 
 async def test_mid_stream_disconnect_keeps_the_partial_answer(bot: RunningBot) -> None:
