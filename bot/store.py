@@ -51,8 +51,10 @@ async def redis_ok(redis: Redis) -> bool:
 async def claim_once(redis: Redis, delivery_ids: list[str], ttl_s: int = 86_400) -> bool:
     """Claim a Slack delivery across retries and replicas. True for the first claimant of
     every id; False if any id was already claimed (the delivery is a duplicate)."""
-    claimed = True
+    # Stop at the first id someone else holds. Claiming the rest anyway would let two
+    # concurrent claimants each take one id and both lose (nobody answers). Callers list ids
+    # in one order (event id first), so the first to finish the list wins.
     for delivery_id in delivery_ids:
         if not await redis.set(keys.seen(delivery_id), "1", nx=True, ex=ttl_s):
-            claimed = False
-    return claimed
+            return False
+    return True
