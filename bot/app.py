@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import dataclass
 
+import aiohttp
 import structlog
 from aiohttp import web
 from redis.asyncio import Redis
@@ -58,7 +59,26 @@ class BotApp:
         if not self.deps.settings.socket_mode:
             app.router.add_post("/slack/events", self._slack)
         app.router.add_get("/healthz", self._healthz)
+        app.on_startup.append(self._open_slack_session)
+        app.on_cleanup.append(self._close_slack_session)
         return app
+
+    async def _open_slack_session(self, _: web.Application) -> None:
+        """One pooled HTTP session for every Slack Web API call (Bolt's per-request clients
+        copy it). Without it slack_sdk opens, and closes, a session per call: a new TCP and
+        TLS connection to Slack for every appendStream."""
+        slack = self.deps.slack
+        if slack is not None and slack.session is None:
+            slack.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=slack.timeout)
+            )
+
+    async def _close_slack_session(self, _: web.Application) -> None:
+        # Runs at runner cleanup, after answers in flight were drained.
+        slack = self.deps.slack
+        if slack is not None and slack.session is not None:
+            await slack.session.close()
+            slack.session = None
 
     async def _slack(self, request: web.Request) -> web.Response:
         # The signature is checked here, on the raw bytes, before Bolt parses anything: Bolt's
