@@ -57,6 +57,19 @@ def mention(msg: Message, thread_ts: str | None = None) -> dict[str, Any]:
     return event
 
 
+async def wait(
+    fake: FakeSlack, deepseek: FakeDeepSeek, predicate: Any, timeout: float = WAIT
+) -> None:
+    """fake.wait_for, saying what Slack and DeepSeek saw when the condition is not met."""
+    try:
+        await fake.wait_for(predicate, timeout=timeout)
+    except AssertionError as exc:
+        calls = [(c.method, c.args.get("thread_ts") or c.args.get("ts")) for c in fake.calls]
+        texts = [(m.text[:40], m.streaming) for m in fake.messages.values() if m.bot_id]
+        detail = f"calls={calls} upstream={len(deepseek.requests)} bot={texts}"
+        raise AssertionError(detail) from exc
+
+
 def finished(fake: FakeSlack, channel: str, root: str, text: str) -> bool:
     return any(text in m.text and not m.streaming for m in fake.bot_replies(channel, root))
 
@@ -86,9 +99,7 @@ async def test_two_replicas_answer_once_and_in_order(
         a.slack.event(mention(msg), event_id="EvSame", retry_num=2),
     )
     assert [r.status_code for r in acks] == [200, 200, 200]
-    await fake_slack.wait_for(
-        lambda: finished(fake_slack, "C1", msg.ts, "Only once."), timeout=WAIT
-    )
+    await wait(fake_slack, fake_deepseek, lambda: finished(fake_slack, "C1", msg.ts, "Only once."))
     await idle(a, b)
     assert len(fake_deepseek.requests) == 1
     assert len(fake_slack.bot_replies("C1", msg.ts)) == 1
@@ -100,12 +111,12 @@ async def test_two_replicas_answer_once_and_in_order(
     )
     first = fake_slack.add_message("C1", "<@UBOT> pick a bird")
     await a.slack.event(mention(first))
-    await fake_slack.wait_for(lambda: len(fake_deepseek.requests) == 2, timeout=WAIT)
+    await wait(fake_slack, fake_deepseek, lambda: len(fake_deepseek.requests) == 2)
     # The follow-up lands on the other replica while the first answer still streams.
     second = fake_slack.add_message("C1", "<@UBOT> which bird again?", thread_ts=first.ts)
     await b.slack.event(mention(second, thread_ts=first.ts))
-    await fake_slack.wait_for(
-        lambda: finished(fake_slack, "C1", first.ts, "Second answer."), timeout=WAIT
+    await wait(
+        fake_slack, fake_deepseek, lambda: finished(fake_slack, "C1", first.ts, "Second answer.")
     )
     await idle(a, b)
 
@@ -135,15 +146,19 @@ async def test_replica_killed_mid_answer_leaves_no_stuck_thread(
     first = fake_slack.add_message("C1", "<@UBOT> long question")
     thread = ThreadRef("T1", "C1", first.ts)
     await a.slack.event(mention(first))
-    await fake_slack.wait_for(
-        lambda: any("never ends" in m.text for m in fake_slack.messages.values()), timeout=WAIT
+    await wait(
+        fake_slack,
+        fake_deepseek,
+        lambda: any("never ends" in m.text for m in fake_slack.messages.values()),
     )
     assert await redis.exists(keys.thread_lock(thread))
     await a.kill()  # SIGKILL: no cleanup, the lock stays until it expires
 
     second = fake_slack.add_message("C1", "<@UBOT> are you there?", thread_ts=first.ts)
     await b.slack.event(mention(second, thread_ts=first.ts))
-    await fake_slack.wait_for(
+    await wait(
+        fake_slack,
+        fake_deepseek,
         lambda: finished(fake_slack, "C1", first.ts, "Back in service."),
         timeout=LOCK_TTL + WAIT,
     )
