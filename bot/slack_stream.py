@@ -108,6 +108,7 @@ class AnswerStream:
         update_interval: float = 1.5,
         limits: Limits | None = None,
         status: StatusFn | None = None,
+        first: Awaitable[None] | None = None,
     ) -> None:
         self.client = client
         self.target = target
@@ -116,6 +117,9 @@ class AnswerStream:
         self.update_interval = update_interval
         self.limits = limits or Limits()
         self.status = status
+        # Slack calls that must land before this answer's own (the assistant pane's status
+        # and title): they run while the engine works, and the first output waits for them.
+        self._first = first
         self._mode: Literal["stream", "post"] = "stream"
         self._stream: AsyncChatStream | None = None
         self._ts: str | None = None  # the message being written
@@ -239,6 +243,7 @@ class AnswerStream:
     async def _set_status(self, label: str) -> None:
         if self.status is None:
             return
+        await self._after_first()
         try:
             await self.status(f"is {label[:1].lower()}{label[1:]}…")
         except _SLACK_ERRORS as exc:
@@ -296,7 +301,16 @@ class AnswerStream:
         self._activity = ""
         await self._flush(final=True, end_blocks=blocks)
 
+    async def _after_first(self) -> None:
+        if self._first is not None:
+            first, self._first = self._first, None
+            try:
+                await first
+            except Exception:  # the caller's calls are best effort; the answer goes on
+                log.exception("first_calls_failed")
+
     async def _flush(self, *, final: bool = False, end_blocks: list[Block] | None = None) -> None:
+        await self._after_first()
         self._text_out = self._text_out or self._ready() > 0
         if self._mode == "stream":
             try:

@@ -38,8 +38,9 @@ from bot.engine import Turn
 from bot.errors import UpstreamError
 from bot.events import TurnFailed
 from bot.keys import ThreadRef
+from bot.prompt import thread_note
 from bot.slack_events import ChannelKind, Incoming
-from bot.slack_format import FORMAT_NOTE, clean_input, mentioned_users, thread_note
+from bot.slack_format import FORMAT_NOTE, clean_input, mentioned_users
 from bot.slack_stream import AnswerStream, Rendered, StatusFn, Target
 from bot.slack_surface import SlackSurface
 from bot.store import claim_once
@@ -132,10 +133,15 @@ class SlackTurns:
         except (RedisError, OSError) as exc:
             log.error("claim_failed", error=type(exc).__name__)
             first = False
-        if on_start is not None:
-            await on_start(first)
-        turn = await self.turn_for(msg, bot_user_id)
-        return await self.run(turn, recipient_team=msg.user_team, status=status)
+        # The surface's own first calls run while the turn is built and the engine starts;
+        # the answer's first Slack call waits for them.
+        started = asyncio.ensure_future(on_start(first)) if on_start is not None else None
+        try:
+            turn = await self.turn_for(msg, bot_user_id)
+            return await self.run(turn, recipient_team=msg.user_team, status=status, first=started)
+        finally:
+            if started is not None and not started.done():
+                started.cancel()
 
     async def join(self, thread: ThreadRef) -> bool:
         """Mark `thread` as one the bot answers in (refreshing the mark's TTL); True if it
@@ -210,7 +216,12 @@ class SlackTurns:
         return await self.run(turn, recipient_team=team)
 
     async def run(
-        self, turn: Turn, *, recipient_team: str, status: StatusFn | None = None
+        self,
+        turn: Turn,
+        *,
+        recipient_team: str,
+        status: StatusFn | None = None,
+        first: Awaitable[None] | None = None,
     ) -> Rendered:
         """Stream the engine's answer to `turn` into its thread; then handle a failure."""
         t = turn.thread
@@ -226,6 +237,7 @@ class SlackTurns:
                     interval=self.interval,
                     update_interval=self.interval * 1.5,
                     status=status,
+                    first=first,
                 )
                 rendered = await stream.render(self.deps.engine.run(turn))
                 if isinstance(rendered.end, TurnFailed):

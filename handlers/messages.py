@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.deps import Deps
@@ -43,8 +44,12 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
         if msg is None:
             log.info("message_ignored", reason="malformed")
             return
-        if route == "follow_up" and not await turns.joined(
-            ThreadRef(msg.team, msg.channel, msg.thread_ts)
-        ):
-            return
+        if route == "follow_up":
+            try:
+                joined = await turns.joined(ThreadRef(msg.team, msg.channel, msg.thread_ts))
+            except (RedisError, OSError) as exc:  # cannot tell: stay quiet rather than butt in
+                log.warning("follow_up_check_failed", error=type(exc).__name__)
+                return
+            if not joined:
+                return
         await turns.answer(msg, bot_user_id=context.bot_user_id or "")

@@ -392,3 +392,24 @@ async def test_cancelling_stops_the_engine_stream(client: AsyncWebClient) -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     assert closed.is_set()
+
+
+async def test_the_answer_waits_for_the_surfaces_first_calls(
+    client: AsyncWebClient, fake_slack: FakeSlack
+) -> None:
+    """The assistant pane's status and title calls run beside the engine; the answer's
+    first Slack call comes after them."""
+    released = asyncio.Event()
+    order: list[str] = []
+
+    async def first() -> None:
+        await released.wait()
+        order.append("first calls done")
+
+    async def release() -> None:
+        order.append(f"slack calls so far: {len(fake_slack.calls)}")
+        released.set()
+
+    await stream(client, first=first()).render(events(TextDelta("Hi"), release, done("Hi")))
+    assert order == ["slack calls so far: 0", "first calls done"]
+    assert answer_messages(fake_slack)[0].text == "Hi"
