@@ -55,8 +55,8 @@ log = structlog.get_logger(__name__)
 StatusFn = Callable[[str], Awaitable[None]]
 
 EMPTY_ANSWER = "_DeepSeek returned an empty answer._"
-# Errors of the Slack side that end native streaming for this answer (the rest is posted).
-_SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
+# What a Slack Web API call can raise: Slack's refusal, or the network failing under it.
+SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +246,8 @@ class AnswerStream:
         await self._after_first()
         try:
             await self.status(f"is {label[:1].lower()}{label[1:]}…")
-        except _SLACK_ERRORS as exc:
-            log.info("set_status_failed", error=_error_code(exc))
+        except SLACK_ERRORS as exc:
+            log.info("set_status_failed", error=slack_error_code(exc))
 
     def _due(self) -> bool:
         """Batched output may go now; the answer's first words always go at once."""
@@ -324,16 +324,16 @@ class AnswerStream:
     async def _close_broken(self, cause: BaseException) -> None:
         """Best effort: end a stream that broke for another reason than expiry, so Slack
         does not show it as still being written until it expires."""
-        if self._ts is None or _error_code(cause) == "message_not_in_streaming_state":
+        if self._ts is None or slack_error_code(cause) == "message_not_in_streaming_state":
             return
         try:
             await self.client.chat_stopStream(channel=self.target.channel, ts=self._ts)
-        except _SLACK_ERRORS as exc:
-            log.info("broken_stream_stop_failed", error=_error_code(exc))
+        except SLACK_ERRORS as exc:
+            log.info("broken_stream_stop_failed", error=slack_error_code(exc))
 
     def _fall_back(self, cause: BaseException) -> None:
         """Native streaming is over for this answer; the rest goes into a new message."""
-        log.warning("stream_fallback", error=_error_code(cause), stream_ts=self._ts)
+        log.warning("stream_fallback", error=slack_error_code(cause), stream_ts=self._ts)
         fence = open_fence(self._shown)
         self._mode = "post"
         self._fell_back = True
@@ -404,7 +404,7 @@ class AnswerStream:
                 )
                 if last:
                     self._sent(last[0], from_pending=last[1])
-        except _SLACK_ERRORS as exc:
+        except SLACK_ERRORS as exc:
             raise _StreamBroken(exc) from exc
         finally:
             if self._stream is not None and self._stream.ts and self._ts is None:
@@ -462,8 +462,8 @@ class AnswerStream:
                 )
                 self._shown = text
                 return True
-            except _SLACK_ERRORS as exc:
-                log.warning("update_failed", error=_error_code(exc))
+            except SLACK_ERRORS as exc:
+                log.warning("update_failed", error=slack_error_code(exc))
                 self._new_message()
         try:
             resp = await self.client.chat_postMessage(
@@ -471,8 +471,8 @@ class AnswerStream:
                 thread_ts=self.target.thread_ts,
                 **_message_args(new, activity, end_blocks),
             )
-        except _SLACK_ERRORS as exc:
-            log.warning("post_failed", error=_error_code(exc))
+        except SLACK_ERRORS as exc:
+            log.warning("post_failed", error=slack_error_code(exc))
             return False
         self._ts = str(resp["ts"])
         self._shown = new
@@ -494,7 +494,8 @@ def _message_args(text: str, activity: str, end_blocks: list[Block] | None) -> d
     return {"text": text.strip() or "Answer finished.", "blocks": blocks}
 
 
-def _error_code(exc: BaseException) -> str:
+def slack_error_code(exc: BaseException) -> str:
+    """Slack's error code (`channel_not_found`), else the HTTP status or exception name."""
     if isinstance(exc, SlackApiError):
         data = exc.response.data
         if isinstance(data, dict) and data.get("error"):

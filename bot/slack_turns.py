@@ -29,7 +29,6 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import keys
@@ -41,7 +40,14 @@ from bot.keys import ThreadRef
 from bot.prompt import thread_note
 from bot.slack_events import ChannelKind, Incoming
 from bot.slack_format import FORMAT_NOTE, clean_input, mentioned_users
-from bot.slack_stream import AnswerStream, Rendered, StatusFn, Target
+from bot.slack_stream import (
+    SLACK_ERRORS,
+    AnswerStream,
+    Rendered,
+    StatusFn,
+    Target,
+    slack_error_code,
+)
 from bot.slack_surface import SlackSurface
 from bot.store import claim_once
 from tools.base import SharedFile
@@ -51,7 +57,6 @@ log = structlog.get_logger(__name__)
 NAME_TTL_S = 86_400  # display names change rarely; a day-old name is fine
 NOTICE_TTL_S = 3_600  # one admin DM per kind of failure per hour
 REBUILD_PAGES = 5  # conversations.replies pages read when rebuilding a thread (200 each)
-_SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
 
 # Called once a delivery is claimed, with True if the bot had not answered in the thread yet.
 OnStart = Callable[[bool], Awaitable[None]]
@@ -91,8 +96,8 @@ class DisplayNames:
     async def _fetch(self, user: str) -> str:
         try:
             resp = await self.client.users_info(user=user)
-        except _SLACK_ERRORS as exc:
-            log.info("users_info_failed", error=_code(exc))
+        except SLACK_ERRORS as exc:
+            log.info("users_info_failed", error=slack_error_code(exc))
             return ""
         info = resp.get("user") or {}
         profile = info.get("profile") or {}
@@ -286,8 +291,8 @@ class SlackTurns:
                 if len(self._channel_names) > 10_000:
                     self._channel_names.clear()
                 self._channel_names[channel] = name
-            except _SLACK_ERRORS as exc:
-                log.info("conversations_info_failed", error=_code(exc))
+            except SLACK_ERRORS as exc:
+                log.info("conversations_info_failed", error=slack_error_code(exc))
                 name = "a Slack channel"
         return name
 
@@ -311,8 +316,8 @@ class SlackTurns:
                 cursor = (resp.get("response_metadata") or {}).get("next_cursor")
                 if not resp.get("has_more") or not cursor:
                     break
-        except _SLACK_ERRORS as exc:
-            log.warning("rebuild_failed", error=_code(exc))
+        except SLACK_ERRORS as exc:
+            log.warning("rebuild_failed", error=slack_error_code(exc))
             return []
         earlier = [m for m in raw if _before(m.get("ts"), msg.ts)]
         shared = msg.kind == "channel"
@@ -376,8 +381,8 @@ class SlackTurns:
             try:
                 dm = await self.client.conversations_open(users=admin)
                 await self.client.chat_postMessage(channel=dm["channel"]["id"], text=text)
-            except _SLACK_ERRORS as exc:
-                log.warning("admin_notice_failed", error=_code(exc))
+            except SLACK_ERRORS as exc:
+                log.warning("admin_notice_failed", error=slack_error_code(exc))
         log.info("admin_notice_sent", kind=kind, admins=len(admins))
 
 
@@ -386,11 +391,3 @@ def _before(ts: Any, limit: str) -> bool:
         return float(ts) < float(limit)
     except (TypeError, ValueError):
         return False
-
-
-def _code(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError):
-        data = exc.response.data
-        if isinstance(data, dict) and data.get("error"):
-            return str(data["error"])
-    return type(exc).__name__

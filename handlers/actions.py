@@ -17,7 +17,6 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import keys
@@ -31,6 +30,7 @@ from bot.slack_blocks import (
     reasoning_view,
     without_retry,
 )
+from bot.slack_stream import SLACK_ERRORS
 from bot.slack_turns import SlackTurns
 from bot.store import claim_once
 
@@ -38,7 +38,6 @@ log = structlog.get_logger(__name__)
 
 GONE = "That answer is too old: its details are no longer kept."
 UNAVAILABLE = "My memory store is unavailable right now. Please try again shortly."
-_SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
 
 
 def _team(body: dict[str, Any]) -> str:
@@ -106,7 +105,7 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
         view = reasoning_view(str(reasoning) if reasoning is not None else GONE)
         try:
             await client.views_open(trigger_id=trigger, view=view)
-        except _SLACK_ERRORS as exc:
+        except SLACK_ERRORS as exc:
             log.warning("reasoning_modal_failed", error=type(exc).__name__)
 
     @app.action(RETRY_ACTION)
@@ -139,7 +138,7 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
                     text=str(message.get("text") or "Retried."),
                     blocks=without_retry(list(message.get("blocks") or []), note),
                 )
-            except _SLACK_ERRORS as exc:
+            except SLACK_ERRORS as exc:
                 log.info("retry_button_update_failed", error=type(exc).__name__)
         try:
             rendered = await turns.retry(
@@ -157,5 +156,5 @@ async def _tell(client: AsyncWebClient, channel: str, user: str, text: str) -> N
     """A short note only the person who pressed the button sees."""
     try:
         await client.chat_postEphemeral(channel=channel, user=user, text=text)
-    except _SLACK_ERRORS as exc:
+    except SLACK_ERRORS as exc:
         log.info("ephemeral_failed", error=type(exc).__name__)

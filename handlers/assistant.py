@@ -15,12 +15,12 @@ from typing import Any
 import structlog
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
 from bot.slack_events import Incoming, incoming
 from bot.slack_format import clean_input, title_from
+from bot.slack_stream import SLACK_ERRORS
 from bot.slack_turns import SlackTurns
 
 log = structlog.get_logger(__name__)
@@ -46,7 +46,6 @@ SUGGESTED_PROMPTS = [
 ]
 THINKING = "is thinking…"
 LOADING_MESSAGES = ["Thinking…", "Reading the thread…", "Working out an answer…"]
-_SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
 
 
 def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
@@ -65,7 +64,7 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
                 title=SUGGESTED_TITLE,
                 prompts=SUGGESTED_PROMPTS,
             )
-        except _SLACK_ERRORS as exc:
+        except SLACK_ERRORS as exc:
             log.warning("suggested_prompts_failed", error=type(exc).__name__)
 
     @assistant.thread_context_changed
@@ -103,7 +102,7 @@ class _Pane:
                 await self.client.assistant_threads_setTitle(
                     channel_id=self.msg.channel, thread_ts=self.msg.thread_ts, title=title
                 )
-            except _SLACK_ERRORS as exc:
+            except SLACK_ERRORS as exc:
                 log.info("set_title_failed", error=type(exc).__name__)
 
     async def status(self, text: str, loading: list[str] | None = None) -> None:
@@ -114,5 +113,5 @@ class _Pane:
                 status=text,
                 loading_messages=loading,
             )
-        except _SLACK_ERRORS as exc:
+        except SLACK_ERRORS as exc:
             log.info("set_status_failed", error=type(exc).__name__)
