@@ -40,6 +40,7 @@ from bot.errors import StoreDown
 from bot.events import TurnDone, TurnFailed
 from bot.keys import ThreadRef
 from bot.log import configure_logging
+from bot.prompt import thread_note
 from bot.terminal_render import (
     FORMAT_NOTE,
     TERMINAL_HELP,
@@ -53,7 +54,6 @@ from bot.terminal_render import (
     ShowHelp,
     View,
     parse_input,
-    thread_note,
     unused_path,
 )
 from tools.base import SharedFile, ToolFailure
@@ -82,7 +82,7 @@ def terminal_turn(
         user=USER,
         text=text,
         channel_kind="terminal",
-        thread_note=thread_note(today),
+        thread_note=thread_note(today, "a terminal"),
         format_note=FORMAT_NOTE,
         surface=surface,
     )

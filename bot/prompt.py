@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from bot.events import ToolCall
@@ -32,6 +33,12 @@ INTERRUPTED_NOTE = "[This answer was interrupted: {reason}]"
 def dumps(message: Message) -> str:
     """The one serialisation of a stored message (compact, UTF-8 kept as is)."""
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def thread_note(day: date, place: str) -> str:
+    """Facts given once, where a thread starts (stored with its first message, so later
+    requests repeat them byte for byte). `place`: "#general", "a direct message", …"""
+    return f"[Thread started {day.isoformat()} in {place}]"
 
 
 def system_message(format_note: str) -> Message:

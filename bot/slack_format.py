@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 
 from bot.events import Usage
 from bot.pricing import format_usd
@@ -110,12 +109,6 @@ def title_from(question: str, limit: int = 60) -> str:
         return line or "New chat"
     cut = line.rfind(" ", 0, limit - 1)
     return line[: cut if cut > limit // 2 else limit - 1].rstrip(" ,.;:") + "…"
-
-
-def thread_note(day: date, place: str) -> str:
-    """Facts given once, where a thread starts (the engine stores them with the first message
-    so later requests repeat them byte for byte). `place`: "#general", "a direct message"."""
-    return f"[Thread started {day.isoformat()} in {place}]"
 
 
 # --- output: fences ----------------------------------------------------------------------

@@ -18,7 +18,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -51,10 +50,6 @@ FORMAT_NOTE = (
 )
 
 
-def thread_note(today: date) -> str:
-    """Facts for the first message of a terminal conversation (the engine stores it once, so
-    later requests repeat it byte for byte): the date, and where the conversation happens."""
-    return f"[Started {today.isoformat()} in a terminal]"
 
 
 TERMINAL_HELP = (

@@ -37,6 +37,7 @@ from bot.events import (
     Usage,
 )
 from bot.keys import ThreadRef
+from bot.slack_format import FORMAT_NOTE as SLACK_FORMAT_NOTE
 from bot.terminal_render import (
     FORMAT_NOTE,
     STOPPED,
@@ -52,7 +53,6 @@ from bot.terminal_render import (
     parse_input,
     seconds,
     snippet_filename,
-    thread_note,
     tool_line,
     usage_line,
 )
@@ -63,7 +63,7 @@ from tools.base import ToolFailure
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
-STARTED = r"\[Started \d{4}-\d{2}-\d{2} in a terminal\]"
+STARTED = r"\[Thread started \d{4}-\d{2}-\d{2} in a terminal\]"
 USAGE_LINE = re.compile(
     r"^deepseek-v4-\w+ · [\d,]+ in( \([\d,]+ cached\))? · [\d,]+ out · \$\d+\.\d{4}$"
 )
@@ -391,14 +391,12 @@ async def test_terminal_and_slack_build_the_same_request(
     DM yields the same upstream requests, apart from each surface's formatting note (in the
     system prompt) and its thread note (where and when the thread started, in the opening).
 
-    bot/slack_turns.py (the Slack turn builder) is not in the tree yet, so the Slack side is a
-    `Turn` as a Slack DM handler builds it: same text, its own thread, user, kind and notes."""
+    The Slack side is a `Turn` as bot/slack_turns.py builds one for a DM: Slack's formatting
+    note and thread-note wording, its own thread, user and kind."""
     deps = build_deps(make_settings(None, fake_deepseek, redis_url=redis_url), redis=redis)
     day = date(2026, 11, 25)
-    slack_format, slack_started = (
-        "You are in Slack: write Slack mrkdwn.",
-        "[Started 2026-11-25 in a DM]",
-    )
+    slack_format = SLACK_FORMAT_NOTE
+    slack_started = prompt.thread_note(day, "a direct message")
     terminal = ThreadRef("local", "terminal", "1700000000.000001")
     slack = ThreadRef("T1", "D1", "1700000000.000002")
     questions = ["What is a Redis stream?", "And a consumer group?"]
@@ -433,7 +431,7 @@ async def test_terminal_and_slack_build_the_same_request(
 
     t1, t2, s1, s2 = fake_deepseek.requests
     for term, slk in ((t1, s1), (t2, s2)):
-        assert layout(term, FORMAT_NOTE, thread_note(day)) == layout(
+        assert layout(term, FORMAT_NOTE, prompt.thread_note(day, "a terminal")) == layout(
             slk, slack_format, slack_started
         )
     assert len(t2["messages"]) == 4 and t2["messages"][2]["reasoning_content"] == "Easy."
@@ -646,10 +644,6 @@ def test_usage_line(usage: Usage, cost: int, expected: str) -> None:
 )
 def test_snippet_filename(title: str, language: str, expected: str) -> None:
     assert snippet_filename(title, language) == expected
-
-
-def test_thread_note() -> None:
-    assert thread_note(date(2026, 1, 5)) == "[Started 2026-01-05 in a terminal]"
 
 
 def test_format_note_is_stable_and_short() -> None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot import prompt
 from bot.events import Usage
 from bot.slack_blocks import (
     FEEDBACK_ACTION,
@@ -33,7 +34,6 @@ from bot.slack_format import (
     mentioned_users,
     open_fence,
     split_markdown,
-    thread_note,
     title_from,
 )
 
@@ -100,7 +100,9 @@ def test_title_from(question: str, title: str) -> None:
 
 
 def test_thread_note() -> None:
-    assert thread_note(date(2026, 11, 7), "#general") == "[Thread started 2026-11-07 in #general]"
+    assert prompt.thread_note(date(2026, 11, 7), "#general") == (
+        "[Thread started 2026-11-07 in #general]"
+    )
 
 
 # --- fences and splitting ------------------------------------------------------------------
