@@ -100,6 +100,7 @@ _LANGUAGE_EXT = {
     "markdown": "md",
     "text": "txt",
     "plaintext": "txt",
+    "yaml": "yml",
     "ruby": "rb",
     "kotlin": "kt",
     "csharp": "cs",

@@ -41,6 +41,7 @@ from bot.events import (
     Usage,
 )
 from bot.pricing import format_usd
+from bot.shared_files import snippet_filename
 
 # Part of the cached system prompt: keep it a constant.
 FORMAT_NOTE = (
@@ -157,29 +158,6 @@ def usage_line(model: str, usage: Usage, cost_micros: int) -> str:
     )
 
 
-def snippet_filename(title: str, language: str) -> str:
-    """A safe file name for a snippet saved to disk: `Fibonacci in Go` -> `fibonacci-in-go.go`."""
-    stem = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "snippet"
-    ext = re.sub(r"[^a-z0-9]+", "", language.lower())[:10] or "txt"
-    return f"{stem}.{_EXTENSIONS.get(ext, ext)}"
-
-
-_EXTENSIONS = {
-    "python": "py",
-    "javascript": "js",
-    "typescript": "ts",
-    "rust": "rs",
-    "golang": "go",
-    "bash": "sh",
-    "shell": "sh",
-    "markdown": "md",
-    "text": "txt",
-    "plaintext": "txt",
-    "yaml": "yml",
-    "ruby": "rb",
-    "kotlin": "kt",
-    "csharp": "cs",
-}
 
 
 # --- views ---------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from bot.events import (
     Usage,
 )
 from bot.keys import ThreadRef
+from bot.shared_files import snippet_filename
 from bot.slack_format import FORMAT_NOTE as SLACK_FORMAT_NOTE
 from bot.terminal_render import (
     FORMAT_NOTE,
@@ -52,7 +53,6 @@ from bot.terminal_render import (
     ShowHelp,
     parse_input,
     seconds,
-    snippet_filename,
     tool_line,
     usage_line,
 )
