@@ -74,7 +74,7 @@ class _Command(_Lenient):
 
 # Fields Slack always sends with these events (handlers may index them).
 _REQUIRED: dict[str, tuple[str, ...]] = {
-    "app_mention": ("user", "channel", "ts"),
+    "app_mention": ("channel", "ts"),  # no `user` when another bot mentions the app
     "app_home_opened": ("user",),
     "assistant_thread_started": ("assistant_thread",),
     "assistant_thread_context_changed": ("assistant_thread",),

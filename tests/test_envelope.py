@@ -52,7 +52,7 @@ COMMAND = {"command": "/deepseek", "team_id": "T1", "user_id": "U1", "channel_id
         (ev(**{**MENTION, "ts": 1.2}), False),
         (ev(**{**MENTION, "text": {"t": 1}}), False),
         (ev(**{**MENTION, "blocks": "x"}), False),
-        (ev(**{k: v for k, v in MENTION.items() if k != "user"}), False),
+        (ev(**{k: v for k, v in MENTION.items() if k != "user"}, bot_id="B2"), True),
         (ev(**{k: v for k, v in MENTION.items() if k != "channel"}), False),
         (ev(type="message", channel="D1", text="no ts"), False),
         (ev(type="app_home_opened", tab="home"), False),
