@@ -199,7 +199,7 @@ class Engine:
         for round_no in range(rounds + 1):
             tools = self._schemas if round_no < rounds else []
             messages = [*head, *progress.stored]
-            text, reasoning, calls, finish = "", "", [], None
+            reasoning, calls, finish = "", [], None
             progress.pending = ""
             stream = self.client.stream(
                 model=model,
@@ -211,7 +211,6 @@ class Engine:
             )
             async for ev in self._billed(stream, turn, tier, model, prefs.thinking, progress):
                 if isinstance(ev, TextDelta):
-                    text += ev.text
                     progress.text += ev.text
                     progress.pending += ev.text
                     yield ev
@@ -228,7 +227,8 @@ class Engine:
                     chars = prompt.request_chars(messages, tools)
                     progress.calibration = (finish.usage.prompt, chars)
                 await self._record(turn, tier, model, prefs.thinking, finish.usage, progress)
-            progress.pending = ""
+            # The round's text moves from `pending` into `stored` with no await in between.
+            text, progress.pending = progress.pending, ""
             if not calls:
                 progress.stored.append(prompt.assistant_message(text, reasoning))
                 if finish is not None and finish.reason == "length":
