@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import structlog
 from aiohttp import web
 
@@ -202,8 +201,8 @@ async def ours_server(url: str, expect: tuple[int, int]) -> float:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, deepseek_api_key="sk-bench", deepseek_base_url=url, deepseek_max_retries=0
     )
-    async with httpx.AsyncClient() as http:
-        client = DeepSeekClient(settings, http)
+    client = DeepSeekClient(settings)
+    try:
         start = time.perf_counter()
         reasoning = answer = 0
         async for event in client.stream(
@@ -218,6 +217,8 @@ async def ours_server(url: str, expect: tuple[int, int]) -> float:
             elif type(event) is ReasoningDelta:
                 reasoning += len(event.text)
         elapsed = time.perf_counter() - start
+    finally:
+        await client.aclose()
     assert (reasoning, answer) == expect, ((reasoning, answer), expect)
     return elapsed
 

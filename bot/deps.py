@@ -27,7 +27,7 @@ from tools.base import Tool
 class Deps:
     settings: Settings
     redis: Redis
-    http: httpx.AsyncClient  # shared pool: DeepSeek and the tools
+    http: httpx.AsyncClient  # the tools' shared pool (DeepSeek streams have their own)
     prices: PriceTable
     client: DeepSeekClient
     prefs: Prefs
@@ -36,6 +36,7 @@ class Deps:
     engine: Engine
     slack: AsyncWebClient | None = None  # None outside Slack (the terminal)
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
+    owns_redis: bool = True  # False when the caller passed its own client in
 
     @asynccontextmanager
     async def busy(self) -> AsyncIterator[None]:
@@ -50,14 +51,18 @@ class Deps:
                 self.inflight.discard(task)
 
     async def aclose(self) -> None:
+        """Close the HTTP pools, and Redis unless the caller owns it."""
+        await self.client.aclose()
         await self.http.aclose()
-        await self.redis.aclose()
+        if self.owns_redis:
+            await self.redis.aclose()
 
 
 def build_deps(
     settings: Settings, *, redis: Redis | None = None, slack: AsyncWebClient | None = None
 ) -> Deps:
     """Build the engine and everything it stands on. Connects lazily (nothing at call time)."""
+    owns_redis = redis is None
     redis = redis if redis is not None else open_redis(settings)
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(
@@ -66,9 +71,21 @@ def build_deps(
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
     prices = PriceTable.from_settings(settings)
-    client = DeepSeekClient(settings, http)
+    client = DeepSeekClient(settings)
     prefs = Prefs(redis, settings)
     ledger = Ledger(redis, settings)
     tools = build_tools(settings)
     engine = Engine(settings, redis, client, tools, prices, prefs, ledger, http)
-    return Deps(settings, redis, http, prices, client, prefs, ledger, tools, engine, slack)
+    return Deps(
+        settings,
+        redis,
+        http,
+        prices,
+        client,
+        prefs,
+        ledger,
+        tools,
+        engine,
+        slack,
+        owns_redis=owns_redis,
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -138,7 +139,7 @@ class AnswerStream:
         self._fell_back = False
         self._delivered = True
         self._text_out = False  # a flush with answer text was made (or tried)
-        self._getter: asyncio.Task[EngineEvent | None] | None = None
+        self._sleeping = False  # render() waits for a batched call that is due later
 
     # --- driving -----------------------------------------------------------------------
 
@@ -146,54 +147,71 @@ class AnswerStream:
         """Consume `events` (an `Engine.run` stream) and show them. Returns when the turn's
         last message is finished. Cancelling it stops consuming `events` (the engine then
         stores what arrived as interrupted)."""
-        queue: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
+        # The engine runs in its own task and drops events here. This task wakes only when
+        # there is something to do: a new kind of event, the first words, or a batched
+        # call falling due; not once per token (see `_wants`).
+        inbox: deque[EngineEvent | None] = deque()
+        wake = asyncio.Event()
 
         async def pump() -> None:
             try:
                 async for event in events:
-                    queue.put_nowait(event)
+                    inbox.append(event)
+                    if self._wants(event):
+                        wake.set()
             finally:
-                queue.put_nowait(None)
+                inbox.append(None)
+                wake.set()
 
         pumping = asyncio.create_task(pump())
         try:
             end: TurnDone | TurnFailed | None = None
             while end is None:
-                event = await self._next(queue)
-                if event is _TICK:
+                if inbox:
+                    event = inbox.popleft()
+                    if event is None:
+                        end = self._engine_stopped(pumping)
+                    else:
+                        end = await self._apply(event)
+                elif not (self._dirty() and self._due()):
+                    await self._wait(wake)
+                    continue
+                if end is None and self._dirty() and self._due():
                     await self._flush()
-                elif event is None:
-                    end = self._engine_stopped(pumping)
-                else:
-                    end = await self._apply(event)
-                    if end is None and self._dirty() and self._due():
-                        await self._flush()
             await self._finish(end)
         except BaseException:
-            for task in (self._getter, pumping):
-                if task is not None:
-                    task.cancel()
+            pumping.cancel()
             await asyncio.gather(pumping, return_exceptions=True)
             raise
         # The engine releases the thread after its last event: let it, never cancel that.
         await asyncio.gather(pumping, return_exceptions=True)
         return Rendered(end, self._answer, list(self._messages), self._fell_back, self._delivered)
 
-    async def _next(self, queue: asyncio.Queue[EngineEvent | None]) -> Any:
-        """The next event, or `_TICK` when batched output is due before one arrives."""
-        if self._getter is None and not queue.empty():
-            return queue.get_nowait()  # the common case while text streams: no waiting
-        if self._getter is None:
-            self._getter = asyncio.ensure_future(queue.get())
-        timeout = None
-        if self._dirty():
-            timeout = 0.0 if self._due() else max(0.0, self._next_at - time.monotonic())
-        done, _ = await asyncio.wait({self._getter}, timeout=timeout)
-        if not done:
-            return _TICK
-        event = self._getter.result()
-        self._getter = None
-        return event
+    async def _wait(self, wake: asyncio.Event) -> None:
+        """Sleep until an event needs the renderer or, with output waiting, until the next
+        batched call is due."""
+        wake.clear()
+        self._sleeping = self._dirty()
+        try:
+            if self._sleeping:
+                async with asyncio.timeout(max(0.0, self._next_at - time.monotonic())):
+                    await wake.wait()
+            else:
+                await wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._sleeping = False
+
+    def _wants(self, event: EngineEvent) -> bool:
+        """Whether `event` must wake the renderer. More answer text need not while a batched
+        call is already scheduled (it goes with that call), nor more reasoning while the
+        "Thinking…" task already shows."""
+        if type(event) is TextDelta:
+            return not self._sleeping
+        if type(event) is ReasoningDelta:
+            return self._thinking is None
+        return True
 
     def _engine_stopped(self, pumping: asyncio.Task[None]) -> TurnFailed:
         """The engine's stream ended without TurnDone/TurnFailed (a bug): say so visibly."""
@@ -478,9 +496,6 @@ class AnswerStream:
         self._shown = new
         self._messages.append(self._ts)
         return True
-
-
-_TICK = object()
 
 
 def _message_args(text: str, activity: str, end_blocks: list[Block] | None) -> dict[str, Any]:

@@ -154,12 +154,14 @@ class StreamParser:
 
     `feed(bytes)` returns the reasoning/text deltas and completed tool calls the bytes
     finished; `close()` at EOF returns what a last unterminated event held; `finish()` then
-    returns the `Finish` event. State worth reading: `done` ([DONE] seen), `reason`
+    returns the `Finish` event. State worth reading: `done` ([DONE] seen), `failed` (a bad
+    event was read after good ones in one chunk: `close()` raises it), `reason`
     (finish_reason or None), `usage`, `keepalives` (comment lines seen)."""
 
     __slots__ = (
         "_buf",
         "_calls",
+        "_error",
         "_fast",
         "_singles",
         "_skip_lf",
@@ -182,6 +184,7 @@ class StreamParser:
         self._skip_lf = False  # the last chunk ended in CR: a leading LF is its CRLF's half
         self._started = False
         self._calls: dict[int, _Call] = {}
+        self._error: MalformedStream | ErrorChunk | None = None
         self.done = False
         self.keepalives = 0
         self.reason: str | None = None
@@ -193,7 +196,11 @@ class StreamParser:
         """Consume the next bytes of the body; return the events they complete.
 
         Raises MalformedStream on a payload that is not a JSON object and ErrorChunk on an
-        error object. After `[DONE]` further bytes are ignored."""
+        error object; if events came before it in this chunk, they are returned and the
+        error is kept for the next call (`failed`). After `[DONE]` further bytes are
+        ignored."""
+        if self._error is not None:
+            raise self._error
         if not self._buf and not self.done:
             # Live, a read is usually exactly one event: try the learned shapes on it whole.
             for head, foot, start, tail, kind in self._singles:
@@ -258,18 +265,31 @@ class StreamParser:
                     break
             if matched:
                 continue
-            if block.startswith(b"data: ") and block.find(b"\n") < 0:
-                self._payload(block[6:], out)
-            else:
-                self._block(block, out)
+            try:
+                if block.startswith(b"data: ") and block.find(b"\n") < 0:
+                    self._payload(block[6:], out)
+                else:
+                    self._block(block, out)
+            except (MalformedStream, ErrorChunk) as exc:
+                if not out:
+                    raise
+                # The events before the bad one are real (text the user should see).
+                self._error, self._buf = exc, b""
+                return out
             if self.done:
                 return out
         return out
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
 
     def close(self) -> list[StreamEvent]:
         """The body ended: dispatch an event whose lines were complete but that lacked the
         blank line (lenient: the spec drops it); drop an unterminated last line (it is what a
         cut connection leaves)."""
+        if self._error is not None:
+            raise self._error
         out: list[StreamEvent] = []
         rest, self._buf = self._buf, b""
         cut = rest.rfind(b"\n")
@@ -443,6 +463,32 @@ class StreamParser:
             # sent none.
             out.append(ToolCall(call.id or f"call_{index}", call.name, "".join(call.args)))
         self._calls.clear()
+
+
+def merge_deltas(events: list[StreamEvent]) -> list[StreamEvent]:
+    """`events` with each run of adjacent deltas of one kind joined into one delta: the
+    consumers see one event per network read, not one per token, when tokens arrive
+    together (as they do while the process is busy). Order and text are unchanged."""
+    if len(events) < 2:
+        return events
+    merged: list[StreamEvent] = []
+    run: list[str] = []
+    run_kind: type[TextDelta] | type[ReasoningDelta] = TextDelta
+    for event in events:
+        if isinstance(event, TextDelta | ReasoningDelta):
+            if run and type(event) is not run_kind:
+                merged.append(run_kind("".join(run)))
+                run.clear()
+            run_kind = type(event)
+            run.append(event.text)
+            continue
+        if run:
+            merged.append(run_kind("".join(run)))
+            run.clear()
+        merged.append(event)
+    if run:
+        merged.append(run_kind("".join(run)))
+    return merged
 
 
 def parse_stream(chunks: Iterable[bytes]) -> list[StreamEvent]:

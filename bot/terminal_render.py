@@ -51,8 +51,6 @@ FORMAT_NOTE = (
 )
 
 
-
-
 TERMINAL_HELP = (
     "- `/new`: start a fresh conversation\n"
     "- `/help`: this text\n"
@@ -156,8 +154,6 @@ def usage_line(model: str, usage: Usage, cost_micros: int) -> str:
         f"{model} · {usage.prompt:,} in{cached} · {usage.completion:,} out · "
         f"{format_usd(cost_micros)}"
     )
-
-
 
 
 # --- views ---------------------------------------------------------------------------------

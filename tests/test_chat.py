@@ -419,7 +419,7 @@ async def test_terminal_and_slack_build_the_same_request(
                 events = [e async for e in deps.engine.run(turn)]
                 assert isinstance(events[-1], TurnDone)
     finally:
-        await deps.http.aclose()
+        await deps.aclose()
 
     def layout(body: dict[str, Any], format_note: str, started: str) -> dict[str, Any]:
         """The request without the surface's own notes (checked to be where they belong)."""

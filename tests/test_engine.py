@@ -97,7 +97,7 @@ async def deps(
     d = build_deps(engine_settings(fake_deepseek, redis_url), redis=redis)
     d.engine = with_tools(d, echo.tools())
     yield d
-    await d.http.aclose()
+    await d.aclose()
 
 
 def with_tools(d: Deps, tools: list[Tool[Any]], settings: Settings | None = None) -> Engine:
@@ -220,9 +220,7 @@ async def test_trim_happens_rarely_and_keeps_prefix_stable(
         fake_deepseek.push(text_reply(f"Answer {i}: " + "words " * 60))
         await run(engine, f"question {i} " + "about things " * 20)
     bodies = [r["messages"] for r in fake_deepseek.requests]
-    stable = sum(
-        json.dumps(b[: len(a)]) == json.dumps(a) for a, b in itertools.pairwise(bodies)
-    )
+    stable = sum(json.dumps(b[: len(a)]) == json.dumps(a) for a, b in itertools.pairwise(bodies))
     trims = len(bodies) - 1 - stable
     assert 1 <= trims <= 3  # a few big steps, not one per turn
     assert any(prompt.TRIMMED_NOTE in m["content"] for m in bodies[-1] if m["role"] == "user")
@@ -239,7 +237,7 @@ async def test_lock_serialises_turns_across_engines(
     await asyncio.sleep(0.05)
     second = asyncio.create_task(run(other.engine, "second", order=2.0))
     e1, e2 = await asyncio.gather(first, second)
-    await other.http.aclose()
+    await other.aclose()
     assert isinstance(last(e1), TurnDone) and isinstance(last(e2), TurnDone)
     later = fake_deepseek.requests[1]["messages"]
     assert [m["content"] for m in later[1:]] == ["first", "Slow first answer.", "second"]

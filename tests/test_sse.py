@@ -18,6 +18,7 @@ from bot.sse import (
     MalformedStream,
     StreamParser,
     completion_events,
+    merge_deltas,
     parse_stream,
     parse_usage,
 )
@@ -424,6 +425,47 @@ def test_garbage_is_a_typed_error_without_the_body(line: bytes) -> None:
         assert isinstance(caught.value, UpstreamError)
         assert caught.value.user_message == UpstreamError.user_message
         assert line[6:].decode(errors="replace") not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(b"data: {this is not json\n\n", MalformedStream), (sse({"error": "no"}), ErrorChunk)],
+)
+def test_events_before_a_bad_one_in_the_same_read_come_first(
+    bad: bytes, error: type[Exception]
+) -> None:
+    """A read holding text and then garbage: the text is returned (it is real, and shown),
+    the error is raised by the next call."""
+    for fast in (True, False):
+        parser = StreamParser(fast=fast)
+        good = sse(chunk({"content": "a"}), chunk({"content": "b"}), done=False)
+        assert parser.feed(good + bad) == [TextDelta("a"), TextDelta("b")]
+        assert parser.failed
+        with pytest.raises(error):
+            parser.close()
+        with pytest.raises(error):
+            parser.feed(b"")
+
+
+@pytest.mark.parametrize(
+    ("events", "merged"),
+    [
+        ([], []),
+        ([TextDelta("a")], [TextDelta("a")]),
+        ([TextDelta("a"), TextDelta("b"), TextDelta("c")], [TextDelta("abc")]),
+        (
+            [ReasoningDelta("r"), ReasoningDelta("s"), TextDelta("a"), TextDelta("b")],
+            [ReasoningDelta("rs"), TextDelta("ab")],
+        ),
+        (
+            [TextDelta("a"), ToolCall("c1", "f", "{}"), TextDelta("b"), TextDelta("c")],
+            [TextDelta("a"), ToolCall("c1", "f", "{}"), TextDelta("bc")],
+        ),
+        ([TextDelta("a"), ReasoningDelta("r"), TextDelta("b")],) * 2,
+    ],
+)
+def test_merge_deltas(events: list[StreamEvent], merged: list[StreamEvent]) -> None:
+    assert merge_deltas(events) == merged
 
 
 @pytest.mark.parametrize(

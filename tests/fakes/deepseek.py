@@ -126,6 +126,7 @@ class FakeDeepSeek:
         self.script: list[Reply] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.peers: list[object] = []  # the client's address per request (connection reuse)
         # Per request, index-aligned with `requests`: [received, first text written] as
         # time.monotonic() values (the second is missing if no text was sent).
         self.timings: list[list[float]] = []
@@ -198,6 +199,8 @@ class FakeDeepSeek:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        transport = request.transport
+        self.peers.append(transport.get_extra_info("peername") if transport else None)
         timing = [received]  # + when the first content/reasoning delta was written
         self.timings.append(timing)
         reply = self.script.pop(0) if self.script else self.default()
