@@ -138,6 +138,20 @@ class Watcher:
             await asyncio.sleep(0.005)
 
 
+class LoopLag:
+    """How late this (the load generator's) event loop runs a 5 ms timer: the figures are
+    only the bot's if this stays small, since every timestamp is taken on this loop."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            start = time.monotonic()
+            await asyncio.sleep(0.005)
+            self.samples.append((time.monotonic() - start - 0.005) * 1000)
+
+
 def _ends_answer(args: dict[str, Any]) -> bool:
     """A posted or updated message carrying the closing blocks (feedback or Retry)."""
     blocks = args.get("blocks")
@@ -163,6 +177,7 @@ class LevelResult:
     slack_calls: Counter[str]
     redis_cmds: Counter[str]
     loadgen_cpu_s: float
+    loadgen_lag_ms: list[float]
 
     def summary(self) -> dict[str, Any]:
         tokens = self.answered * tokens_per_answer()
@@ -190,6 +205,7 @@ class LevelResult:
             "wall_s": round(self.wall_s, 2),
             "bot_cpu_s": round(self.cpu_s, 2),
             "loadgen_cpu_s": round(self.loadgen_cpu_s, 2),
+            "loadgen_lag_p50_p99_ms": p50_p99(self.loadgen_lag_ms),
         }
 
 
@@ -209,6 +225,7 @@ class Bench:
         self.deepseek = FakeDeepSeek()
         self.redis_server = RedisProcess()
         self.watcher = Watcher(self.slack)
+        self.lag = LoopLag()
         self.http = httpx.AsyncClient(
             timeout=30, limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500)
         )
@@ -294,6 +311,7 @@ class Bench:
         cpu0 = cpu_seconds(pid)
         gen0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()
+        lag0 = len(self.lag.samples)
         states = await asyncio.gather(*(self.thread(replica, i, turns, n) for i in range(n)))
         wall = time.monotonic() - t0
         await asyncio.sleep(0.3)  # calls after the last stopStream (footer, status clear)
@@ -330,6 +348,7 @@ class Bench:
             calls,
             cmds,
             (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime),
+            self.lag.samples[lag0:],
         )
 
     def upstream(self, start: int) -> dict[str, tuple[float, float]]:
@@ -436,6 +455,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await bench.start()
     stop = asyncio.Event()
     watcher = asyncio.create_task(bench.watcher.run(stop))
+    lag = asyncio.create_task(bench.lag.run(stop))
     results: dict[str, Any] = {
         "setup": {
             "cpus": os.cpu_count(),
@@ -466,6 +486,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps(results["redis_round_trips"]))
     stop.set()
     await watcher
+    await lag
     await bench.stop()
     print_table(results)
     return results

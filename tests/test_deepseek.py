@@ -15,7 +15,7 @@ from structlog.testing import LogCapture
 
 from bot import deepseek as deepseek_module
 from bot.config import Settings
-from bot.deepseek import DeepSeekClient
+from bot.deepseek import DeepSeekClient, env_proxy
 from bot.errors import (
     AuthError,
     BadRequest,
@@ -634,3 +634,17 @@ async def test_connections_are_reused(fake_deepseek: FakeDeepSeek) -> None:
     for _ in range(3):
         await collect(client)
     assert len(set(fake_deepseek.peers)) == 1
+
+
+async def test_proxy_from_the_environment(
+    fake_deepseek: FakeDeepSeek, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP(S)_PROXY is honoured (read once, when the client is made); NO_PROXY too."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake_deepseek.url)
+    client = make_client(fake_deepseek, deepseek_base_url="http://deepseek.invalid")
+    assert text_of(await collect(client)) == "Hello from fake DeepSeek."
+    assert fake_deepseek.headers[-1]["Host"] == "deepseek.invalid"
+    monkeypatch.setenv("NO_PROXY", "deepseek.invalid")
+    assert env_proxy("http://deepseek.invalid") is None
