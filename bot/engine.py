@@ -133,15 +133,18 @@ class Engine:
 
     async def _locked(self, turn: Turn, turn_id: str) -> AsyncIterator[EngineEvent]:
         t = turn.thread
-        state = await self.history.load(t)
+        # Independent reads, concurrently: one round trip's wait instead of three.
+        state, prefs, verdict = await asyncio.gather(
+            self.history.load(t),
+            self.prefs.effective(t.team, t.channel, turn.user),
+            self.ledger.budget_verdict(t.team, turn.user),
+        )
         history = state.messages
         if not history and turn.rebuild is not None:
             history = prompt.normalise_rebuilt(await turn.rebuild())
             if history:
                 await self.history.replace(t, history)
                 log.info("history_rebuilt", messages=len(history))
-        prefs = await self.prefs.effective(t.team, t.channel, turn.user)
-        verdict = await self.ledger.budget_verdict(t.team, turn.user)
         if verdict == "refuse":
             yield TurnFailed(OverBudget(), "", turn_id)
             return

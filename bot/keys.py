@@ -44,9 +44,10 @@ def turn(t: ThreadRef, turn_id: str) -> str:
     return f"{PREFIX}:{t.tag}:turn:{turn_id}"
 
 
-def seen(delivery_id: str) -> str:
-    """Exactly-once marker for a Slack delivery (event_id or client_msg_id)."""
-    return f"{PREFIX}:seen:{delivery_id}"
+def seen(team: str, delivery_id: str) -> str:
+    """Exactly-once marker for a Slack delivery (event_id or client_msg_id). Per team, so one
+    delivery's markers share a Cluster slot and are claimed together in one script."""
+    return f"{PREFIX}:{{{team}}}:seen:{delivery_id}"
 
 
 def user_prefs(team: str, user: str) -> str:

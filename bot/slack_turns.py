@@ -131,22 +131,29 @@ class SlackTurns:
         redis = self.deps.redis
         thread = ThreadRef(msg.team, msg.channel, msg.thread_ts)
         try:
-            if not await claim_once(redis, list(msg.delivery_ids)):
+            if not await claim_once(redis, msg.team, list(msg.delivery_ids)):
                 log.info("duplicate_delivery", ids=list(msg.delivery_ids))
                 return None
-            first = await self.join(thread)
         except (RedisError, OSError) as exc:
             log.error("claim_failed", error=type(exc).__name__)
-            first = False
-        # The surface's own first calls run while the turn is built and the engine starts;
-        # the answer's first Slack call waits for them.
-        started = asyncio.ensure_future(on_start(first)) if on_start is not None else None
+        # The turn is built while the thread is marked (independent round trips).
+        building = asyncio.ensure_future(self.turn_for(msg, bot_user_id))
+        started: asyncio.Future[None] | None = None
         try:
-            turn = await self.turn_for(msg, bot_user_id)
+            try:
+                first = await self.join(thread)
+            except (RedisError, OSError) as exc:
+                log.error("join_failed", error=type(exc).__name__)
+                first = False
+            # The surface's own first calls run while the turn is built and the engine
+            # starts; the answer's first Slack call waits for them.
+            started = asyncio.ensure_future(on_start(first)) if on_start is not None else None
+            turn = await building
             return await self.run(turn, recipient_team=msg.user_team, status=status, first=started)
         finally:
-            if started is not None and not started.done():
-                started.cancel()
+            for task in (building, started):
+                if task is not None and not task.done():
+                    task.cancel()
 
     async def join(self, thread: ThreadRef) -> bool:
         """Mark `thread` as one the bot answers in (refreshing the mark's TTL); True if it

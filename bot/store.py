@@ -48,13 +48,19 @@ async def redis_ok(redis: Redis) -> bool:
         return False
 
 
-async def claim_once(redis: Redis, delivery_ids: list[str], ttl_s: int = 86_400) -> bool:
-    """Claim a Slack delivery across retries and replicas. True for the first claimant of
-    every id; False if any id was already claimed (the delivery is a duplicate)."""
-    # Stop at the first id someone else holds. Claiming the rest anyway would let two
-    # concurrent claimants each take one id and both lose (nobody answers). Callers list ids
-    # in one order (event id first), so the first to finish the list wins.
-    for delivery_id in delivery_ids:
-        if not await redis.set(keys.seen(delivery_id), "1", nx=True, ex=ttl_s):
-            return False
-    return True
+# Claim every id of a delivery, or none if any is already claimed: atomically, so two
+# deliveries racing for overlapping ids can neither both win nor both lose.
+_CLAIM_LUA = """
+if redis.call('EXISTS', unpack(KEYS)) > 0 then return 0 end
+for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'EX', ARGV[1]) end
+return 1
+"""
+
+
+async def claim_once(redis: Redis, team: str, delivery_ids: list[str], ttl_s: int = 86_400) -> bool:
+    """Claim a Slack delivery across retries and replicas, in one round trip. True for the
+    first claimant of all its ids; False if any id was already claimed (a duplicate)."""
+    if not delivery_ids:
+        return True
+    claim = redis.register_script(_CLAIM_LUA)
+    return bool(await claim(keys=[keys.seen(team, d) for d in delivery_ids], args=[ttl_s]))

@@ -30,6 +30,43 @@ POLL_S = 0.05
 RELEASE_RETRY_S = 0.2
 
 
+# One acquisition attempt, in one round trip: stay in the queue (re-added if it was taken
+# for dead), and take the lock if this turn is at the head and nobody holds it (then leave
+# the queue); otherwise refresh this waiter's heartbeat. KEYS: lock, waiters, heartbeat. ARGV: token, lock ttl (ms),
+# turn id, order, heartbeat ttl (s).
+_TAKE_LUA = """
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+if head == ARGV[3] and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('DEL', KEYS[3])
+  redis.call('EXPIRE', KEYS[2], 3600)
+  return 1
+end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
+return 0
+"""
+
+
+class _QueuedLock(Lock):
+    """redis-py's Lock (token, release, extension) whose acquisition also takes the thread's
+    queue into account, so an uncontended turn takes its thread in one attempt."""
+
+    def __init__(self, redis: Redis, t: ThreadRef, turn_id: str, order: float, ttl_s: float):
+        # thread_local=False: tasks on one loop share a thread, and each needs its own token.
+        super().__init__(redis, keys.thread_lock(t), timeout=ttl_s, thread_local=False)
+        self.waiters = keys.thread_waiters(t)
+        self.heartbeat = keys.thread_waiter(t, turn_id)
+        self.turn_id = turn_id
+        self.order = order
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        take = self.redis.register_script(_TAKE_LUA)
+        ttl_ms = int((self.timeout or LOCK_TTL_S) * 1000)
+        args = [token, ttl_ms, self.turn_id, repr(self.order), HEARTBEAT_TTL_S]
+        return bool(await take(keys=[self.name, self.waiters, self.heartbeat], args=args))
+
+
 @contextlib.asynccontextmanager
 async def thread_turn(
     redis: Redis,
@@ -44,31 +81,33 @@ async def thread_turn(
     earlier `order` and for the current holder. Raises ThreadBusy on timeout. The lock
     expires `ttl_s` after its holder stops renewing it (a replica that died)."""
     waiters = keys.thread_waiters(t)
-    heartbeat = keys.thread_waiter(t, turn_id)
-    # thread_local=False: tasks on one loop share a thread, and each needs its own token.
-    lock = Lock(redis, keys.thread_lock(t), timeout=ttl_s, thread_local=False)
-    await redis.zadd(waiters, {turn_id: order})
+    lock = _QueuedLock(redis, t, turn_id, order, ttl_s)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
+    taken = False
+    # Queue first, in a round trip of its own: messages that arrive together are all queued
+    # before any of them looks at the head, so they run in the order people wrote them.
+    pipe = redis.pipeline(transaction=False)
+    pipe.zadd(waiters, {turn_id: order})
+    pipe.set(lock.heartbeat, "1", ex=HEARTBEAT_TTL_S)
+    await pipe.execute()
     try:
-        while True:
-            await redis.set(heartbeat, "1", ex=HEARTBEAT_TTL_S)
+        while not (taken := await lock.acquire(blocking=False)):
             head = cast(list[str], await redis.zrange(waiters, 0, 0))
             other = head[0] if head and head[0] != turn_id else None
             if other and not await redis.exists(keys.thread_waiter(t, other)):
                 await redis.zrem(waiters, other)  # its replica died while waiting
                 continue
-            if (not head or head[0] == turn_id) and await lock.acquire(blocking=False):
-                break
             if loop.time() > deadline:
                 raise ThreadBusy(f"thread busy for {wait_s:.0f}s")
             await asyncio.sleep(POLL_S)
     finally:
-        pipe = redis.pipeline(transaction=False)
-        pipe.zrem(waiters, turn_id)
-        pipe.delete(heartbeat)
-        pipe.expire(waiters, 3600)
-        await pipe.execute()
+        if not taken:  # leave the queue (taking the lock left it already)
+            pipe = redis.pipeline(transaction=False)
+            pipe.zrem(waiters, turn_id)
+            pipe.delete(lock.heartbeat)
+            pipe.expire(waiters, 3600)
+            await pipe.execute()
     watchdog = asyncio.create_task(_keep(lock))
     try:
         yield

@@ -122,7 +122,7 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
         if ref is None or not (team and user):
             return
         try:
-            if not await claim_once(redis, [f"retry:{team}:{ref.turn_id}"]):
+            if not await claim_once(redis, team, [f"retry:{ref.turn_id}"]):
                 return  # pressed twice, or by two people at once
         except (RedisError, OSError) as exc:
             log.warning("retry_claim_failed", error=type(exc).__name__)

@@ -196,7 +196,7 @@ async def bot(
     yield running
     await running.slack.aclose()
     await running.app.drain(timeout=5)
-    await running.app.deps.http.aclose()
+    await running.app.deps.aclose()  # HTTP pools; Redis is the fixture's (owns_redis False)
     await runner.cleanup()
 
 

@@ -254,7 +254,7 @@ async def gateway_bot(
     running.app.deps.ledger.now = lambda: NOW
     yield running
     await running.slack.aclose()
-    await running.app.deps.http.aclose()
+    await running.app.deps.aclose()
     await runner.cleanup()
 
 

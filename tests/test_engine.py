@@ -258,9 +258,9 @@ async def test_waiters_take_turns_in_message_order(deps: Deps, fake_deepseek: Fa
 
 
 async def test_duplicate_delivery_claimed_once(redis: Redis) -> None:
-    assert await claim_once(redis, ["Ev1", "msg-1"])
-    assert not await claim_once(redis, ["Ev1", "msg-1"])  # Slack retry
-    assert not await claim_once(redis, ["Ev2", "msg-1"])  # same message, other event type
+    assert await claim_once(redis, "T1", ["Ev1", "msg-1"])
+    assert not await claim_once(redis, "T1", ["Ev1", "msg-1"])  # Slack retry
+    assert not await claim_once(redis, "T1", ["Ev2", "msg-1"])  # same message, other event type
 
 
 async def test_rebuild_from_slack_when_history_missing(

@@ -26,6 +26,6 @@ async def test_session_closed_at_cleanup(settings: Settings, redis: Redis) -> No
     assert app.deps.slack is not None
     session = app.deps.slack.session
     assert session is not None and not session.closed
-    await app.deps.http.aclose()
+    await app.deps.aclose()
     await runner.cleanup()
     assert session.closed and app.deps.slack.session is None
