@@ -32,8 +32,8 @@ RELEASE_RETRY_S = 0.2
 
 # One acquisition attempt, in one round trip: stay in the queue (re-added if it was taken
 # for dead), and take the lock if this turn is at the head and nobody holds it (then leave
-# the queue); otherwise refresh this waiter's heartbeat. KEYS: lock, waiters, heartbeat. ARGV: token, lock ttl (ms),
-# turn id, order, heartbeat ttl (s).
+# the queue); otherwise refresh this waiter's heartbeat.
+# KEYS: lock, waiters, heartbeat. ARGV: token, lock ttl (ms), turn id, order, heartbeat ttl (s).
 _TAKE_LUA = """
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
