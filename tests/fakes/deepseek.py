@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from aiohttp import web
@@ -37,6 +38,16 @@ class Reply:
     # A 200 event stream written as exactly these pieces (chunk_delay between them, so they
     # tend to arrive as separate reads): CRLF, BOMs, splits inside characters, anything.
     pieces: list[bytes] | None = None
+
+    @cached_property
+    def lines(self) -> list[bytes]:
+        """`chunks` as SSE lines, encoded once: a Reply served again (the load benchmark's
+        default) costs no json.dumps per chunk."""
+        return [_line(c) for c in self.chunks]
+
+
+def _line(chunk: Chunk) -> bytes:
+    return (chunk if isinstance(chunk, str) else "data: " + json.dumps(chunk)).encode() + b"\n\n"
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None, model: str = "m") -> dict[str, Any]:
@@ -220,16 +231,21 @@ class FakeDeepSeek:
             await stream.write_eof()
             return stream
         usage = reply.usage if reply.usage is not None else self._usage(body, reply)
-        chunks = list(reply.chunks)
+        chunks, lines = list(reply.chunks), list(reply.lines)
         # Usage rides on the finishing chunk (DeepSeek) or a separate `choices: []` chunk.
         for i in range(len(chunks) - 1, -1, -1):
             c = chunks[i]
             if isinstance(c, dict) and c.get("choices") and c["choices"][0].get("finish_reason"):
                 if reply.usage_style == "deepseek":
                     chunks[i] = {**c, "usage": usage}
+                    lines[i] = _line(chunks[i])
                 else:
                     chunks.insert(i + 1, {**_chunk({}), "choices": [], "usage": usage})
+                    lines.insert(i + 1, _line(chunks[i + 1]))
                 break
+        first_text = next((n for n, c in enumerate(chunks) if _has_text(c)), -1)
+        cut = reply.disconnect_after is not None and reply.disconnect_after < len(lines)
+        del lines[reply.disconnect_after if cut else len(lines) :]
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -241,17 +257,25 @@ class FakeDeepSeek:
             await asyncio.sleep(min(0.05, reply.keepalive_for))
         if reply.first_token_delay:
             await asyncio.sleep(reply.first_token_delay)
-        for n, c in enumerate(chunks):
-            if reply.disconnect_after is not None and n >= reply.disconnect_after:
-                assert request.transport is not None
-                request.transport.close()
-                return resp
-            line = c if isinstance(c, str) else "data: " + json.dumps(c)
-            await resp.write(line.encode() + b"\n\n")
-            if len(timing) == 1 and _has_text(c):
+        # Chunk n is due at start + n * chunk_delay (then the cut or [DONE], one delay after
+        # the last). Pacing against this schedule, not a sleep after each write, keeps the
+        # rate when the loop runs late, and every chunk already due then goes out in one
+        # write: at 200 streams this process is the load generator and must stay cheap.
+        delay, start, n = reply.chunk_delay, loop.time(), 0
+        while n < len(lines):
+            due = n + 1
+            if delay:
+                due = max(due, min(len(lines), int((loop.time() - start) / delay) + 1))
+            await resp.write(b"".join(lines[n:due]))
+            if n <= first_text < due:
                 timing.append(time.monotonic())
-            if reply.chunk_delay:
-                await asyncio.sleep(reply.chunk_delay)
+            n = due
+            if delay:
+                await asyncio.sleep(start + n * delay - loop.time())
+        if cut:
+            assert request.transport is not None
+            request.transport.close()
+            return resp
         if reply.done:
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
