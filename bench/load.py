@@ -178,6 +178,7 @@ class LevelResult:
     redis_cmds: Counter[str]
     loadgen_cpu_s: float
     loadgen_lag_ms: list[float]
+    added_by_turn_ms: dict[int, list[float]]  # by the turn's place in its thread (0: first)
 
     def summary(self) -> dict[str, Any]:
         tokens = self.answered * tokens_per_answer()
@@ -191,6 +192,9 @@ class LevelResult:
             "added_p50_ms": round(statistics.median(added), 1) if added else None,
             "added_p99_ms": round(pct(added, 0.99), 1) if added else None,
             "added_max_ms": round(added[-1], 1) if added else None,
+            "added_by_turn_p50_p99_ms": {
+                k: p50_p99(v) for k, v in sorted(self.added_by_turn_ms.items())
+            },
             "before_upstream_p50_p99_ms": p50_p99(self.before_ms),
             "after_upstream_p50_p99_ms": p50_p99(self.after_ms),
             "cpu_us_per_token": round(self.cpu_s / tokens * 1e6, 1) if tokens else None,
@@ -328,6 +332,7 @@ class Bench:
         added: list[float] = []
         before: list[float] = []
         after: list[float] = []
+        by_turn: dict[int, list[float]] = {}
         answered = 0
         for i, s in enumerate(states):
             for k, (sent, first) in enumerate(zip(s.sent, s.first_text, strict=False)):
@@ -335,6 +340,7 @@ class Bench:
                 if up is not None:
                     received, first_token = up
                     added.append((first - sent - (first_token - received)) * 1000)
+                    by_turn.setdefault(k, []).append(added[-1])
                     before.append((received - sent) * 1000)
                     after.append((first - first_token) * 1000)
             answered += len(s.first_text)
@@ -352,6 +358,7 @@ class Bench:
             cmds,
             (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime),
             self.lag.samples[lag0:],
+            by_turn,
         )
 
     def upstream(self, start: int) -> dict[str, tuple[float, float]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from bot.config import ConfigError, load_settings
 from bot.log import configure_logging
@@ -33,8 +35,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepseek-slack: configuration error: {exc}", file=sys.stderr)
         return 2
     del args
-    asyncio.run(serve(bot))
+    run(serve(bot))
     return 0
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run the service on uvloop where it exists (Linux, macOS): the event loop's own work is
+    a third of the process's CPU at 200 streaming answers, and uvloop does it in C."""
+    try:
+        import uvloop
+    except ImportError:  # Windows
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from structlog.testing import LogCapture
 
 from bot import deepseek as deepseek_module
 from bot.config import Settings
-from bot.deepseek import DeepSeekClient, env_proxy
+from bot.deepseek import READ_BATCH_S, DeepSeekClient, env_proxy
 from bot.errors import (
     AuthError,
     BadRequest,
@@ -648,3 +648,15 @@ async def test_proxy_from_the_environment(
     assert fake_deepseek.headers[-1]["Host"] == "deepseek.invalid"
     monkeypatch.setenv("NO_PROXY", "deepseek.invalid")
     assert env_proxy("http://deepseek.invalid") is None
+
+
+async def test_first_words_at_once_then_tokens_in_batches(fake_deepseek: FakeDeepSeek) -> None:
+    """The first delta is passed on as it arrives; after it, the tokens that arrive within
+    READ_BATCH_S come as one delta (one read), whatever the machine's speed."""
+    text = "".join(f"w{i} " for i in range(40))
+    fake_deepseek.push(text_reply(text, pieces=40, chunk_delay=0.01))  # 0.4 s of tokens
+    events = await collect(make_client(fake_deepseek))
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert "".join(deltas) == text
+    assert deltas[0] == text[: -(-len(text) // 40)]  # the first piece alone
+    assert len(deltas) <= 1 + 0.4 / READ_BATCH_S + 2  # not one per token (40)
