@@ -58,6 +58,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # (SLACK_UPDATE_INTERVAL), so reading every token as it lands (50 a second) buys nothing
 # visible and costs a socket read, a task wakeup and a parse per token.
 READ_BATCH_S = 0.1
+TRICKLE_BYTES = 16 * 1024  # a read this big means data is waiting: read on without a pause
 MAX_CONNECTIONS = 256  # concurrent streams per process; more wait for a free connection
 BACKOFF_CAP = 8.0  # seconds; the longest wait between two attempts (unless Retry-After)
 _ERROR_BODY_CAP = 64 * 1024  # bytes of an error body worth reading
@@ -218,9 +219,12 @@ class DeepSeekClient:
                             raise MalformedStream("an HTML page instead of an event stream")
                         parser = StreamParser()
                         content = response.content
+                        chunk = b""
                         try:
                             while not parser.done and not parser.failed:
-                                if yielded:
+                                # Pause for a trickle of tokens, never for a body that
+                                # arrives faster than it is read.
+                                if yielded and len(chunk) < TRICKLE_BYTES:
                                     await _pile_up(response)
                                 # Everything that arrived since the last read, at once.
                                 chunk = await _read(content, settings.deepseek_read_timeout)

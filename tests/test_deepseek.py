@@ -3,6 +3,7 @@ typed errors, the recorded quirks, and that the API key never leaks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -660,3 +661,16 @@ async def test_first_words_at_once_then_tokens_in_batches(fake_deepseek: FakeDee
     assert "".join(deltas) == text
     assert deltas[0] == text[: -(-len(text) // 40)]  # the first piece alone
     assert len(deltas) <= 1 + 0.4 / READ_BATCH_S + 2  # not one per token (40)
+
+
+async def test_a_fast_body_is_read_without_batch_pauses(
+    fake_deepseek: FakeDeepSeek, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batching is for a trickle of tokens: 2 MB sent at once is read on without pausing
+    (paused reads of ~64 KiB a second would take ~30 s; this one at most one pause)."""
+    monkeypatch.setattr(deepseek_module, "READ_BATCH_S", 1.0)
+    text = "x" * 2_000_000
+    fake_deepseek.push(text_reply(text, pieces=200))
+    async with asyncio.timeout(5):
+        events = await collect(make_client(fake_deepseek))
+    assert text_of(events) == text
