@@ -187,6 +187,15 @@ async def start_bot(
     return RunningBot(app, url, sender, fake_slack, fake_deepseek), runner
 
 
+async def stop_bot(running: RunningBot, runner: web.AppRunner, *, drain_s: float = 5) -> None:
+    """Undo `start_bot`: the sender, the answers in flight (bounded), the bot's HTTP pools
+    (Redis is the test's: `owns_redis` is False), the server."""
+    await running.slack.aclose()
+    await running.app.drain(timeout=drain_s)
+    await running.app.deps.aclose()
+    await runner.cleanup()
+
+
 @pytest.fixture
 async def bot(
     settings: Settings, redis: Redis, fake_slack: FakeSlack, fake_deepseek: FakeDeepSeek
@@ -194,10 +203,7 @@ async def bot(
     """The bot in HTTP mode on a free port, wired to real Redis and both fakes."""
     running, runner = await start_bot(settings, redis, fake_slack, fake_deepseek)
     yield running
-    await running.slack.aclose()
-    await running.app.drain(timeout=5)
-    await running.app.deps.aclose()  # HTTP pools; Redis is the fixture's (owns_redis False)
-    await runner.cleanup()
+    await stop_bot(running, runner)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from bot.events import TurnDone, TurnFailed, Usage
 from bot.keys import ThreadRef
 from bot.ledger import UsageRecord
 from bot.pricing import PriceTable
-from tests.conftest import RunningBot, make_settings, start_bot
+from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import Call, FakeSlack
 
@@ -253,9 +253,7 @@ async def gateway_bot(
     running, runner = await start_bot(settings, redis, fake_slack, fake_deepseek)
     running.app.deps.ledger.now = lambda: NOW
     yield running
-    await running.slack.aclose()
-    await running.app.deps.aclose()
-    await runner.cleanup()
+    await stop_bot(running, runner)
 
 
 @pytest.mark.parametrize("gateway_bot", ["deepseek", "ourtoken", "tokenhub"], indirect=True)

@@ -18,7 +18,7 @@ from bot import keys
 from bot.errors import BalanceExhausted, RateLimited, StoreDown, StreamCut, UpstreamDown
 from bot.slack_blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION
 from bot.slack_format import open_fence
-from tests.conftest import RunningBot, free_port, make_settings, start_bot
+from tests.conftest import RunningBot, free_port, make_settings, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, error_reply, text_reply, tool_reply
 from tests.fakes.slack import BOT_ID, BOT_USER, FakeSlack, Message
 
@@ -100,10 +100,7 @@ async def running(
     try:
         yield bot
     finally:
-        await bot.slack.aclose()
-        await bot.app.drain(timeout=5)
-        await bot.app.deps.http.aclose()
-        await runner.cleanup()
+        await stop_bot(bot, runner)
 
 
 async def settle(bot: RunningBot) -> None:

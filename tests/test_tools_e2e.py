@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from tests.conftest import free_port, make_settings, start_bot
+from tests.conftest import free_port, make_settings, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, text_reply, tool_reply
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.test_slack_e2e import answered, mention
@@ -70,10 +70,7 @@ async def test_mention_answer_uses_web_search_with_thinking(
         assert (await bot.slack.event(mention(top))).status_code == 200
         [answer] = await answered(bot, "C1", top.ts)
     finally:
-        await bot.slack.aclose()
-        await bot.app.drain(timeout=5)
-        await bot.app.deps.http.aclose()
-        await runner.cleanup()
+        await stop_bot(bot, runner)
 
     assert asked == [{"q": "latest redis release", "format": "json"}]
     first, second = fake_deepseek.requests

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from bot.errors import UpstreamError
 from bot.keys import ThreadRef
 from bot.slack_blocks import FEEDBACK_ACTION, RETRY_ACTION
-from tests.conftest import RunningBot, make_settings, start_bot
+from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
 from tests.drills.test_upstream_drills import FAULTS, TOTAL_TIMEOUT, leftover_keys
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import BOT_USER, FakeSlack, Message
@@ -46,10 +46,7 @@ async def slack_bot(
     )
     bot, runner = await start_bot(settings, redis, fake_slack, fake_deepseek)
     yield bot
-    await bot.app.drain(timeout=10)
-    await bot.slack.aclose()
-    await bot.app.deps.http.aclose()
-    await runner.cleanup()
+    await stop_bot(bot, runner, drain_s=10)
 
 
 def mention(msg: Message) -> dict[str, Any]:
