@@ -40,7 +40,7 @@ from tests.conftest import RedisProcess, free_port
 from tests.fakes.deepseek import FakeDeepSeek, Reply, text_reply
 from tests.fakes.slack import FakeSlack
 from tests.replica import Replica, start_replica
-from tests.slack_sender import sign
+from tests.slack_sender import event_envelope, sign
 
 FIRST = "Sharding"
 # Any call carrying the answer's first characters shows "first visible text" (a chunk may
@@ -255,16 +255,7 @@ class Bench:
 
     async def send(self, replica: Replica, event: dict[str, Any]) -> None:
         self.n_events += 1
-        payload = {
-            "token": "legacy",
-            "team_id": "T1",
-            "api_app_id": "A1",
-            "type": "event_callback",
-            "event_id": f"EvLoad{self.n_events:08d}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
-            "event": event,
-        }
+        payload = event_envelope(event, event_id=f"EvLoad{self.n_events:08d}")
         body = json.dumps(payload).encode()
         ts = str(int(time.time()))
         headers = {

@@ -12,12 +12,46 @@ from urllib.parse import urlencode
 
 import httpx
 
+from tests.fakes.slack import Message
+
 _ids = itertools.count(1)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     base = f"v0:{timestamp}:".encode() + body
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def event_envelope(event: Any, *, event_id: str, team: str = "T1") -> dict[str, Any]:
+    """An Events API `event_callback` around `event`, as Slack posts it."""
+    return {
+        "token": "legacy",
+        "team_id": team,
+        "api_app_id": "A1",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": team, "user_id": "UBOT", "is_bot": True}],
+        "event": event,
+    }
+
+
+def mention(msg: Message, *, user: str = "U1", client_msg_id: str = "") -> dict[str, Any]:
+    """The `app_mention` event for a message of the fake Slack (in its thread, if any)."""
+    event: dict[str, Any] = {
+        "type": "app_mention",
+        "user": user,
+        "text": msg.text,
+        "ts": msg.ts,
+        "channel": msg.channel,
+        "event_ts": msg.ts,
+        "team": "T1",
+    }
+    if client_msg_id:
+        event["client_msg_id"] = client_msg_id
+    if msg.thread_ts:
+        event["thread_ts"] = msg.thread_ts
+    return event
 
 
 class SlackSender:
@@ -57,16 +91,7 @@ class SlackSender:
         retry_num: int | None = None,
     ) -> httpx.Response:
         """Deliver an Events API callback; returns Slack's view of the ack."""
-        payload = {
-            "token": "legacy",
-            "team_id": self.team,
-            "api_app_id": "A1",
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{next(_ids):08d}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": self.team, "user_id": "UBOT", "is_bot": True}],
-            "event": event,
-        }
+        payload = event_envelope(event, event_id=event_id or f"Ev{next(_ids):08d}", team=self.team)
         headers = {}
         if retry_num is not None:
             headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}

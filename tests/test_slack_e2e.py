@@ -18,6 +18,7 @@ from bot import keys
 from bot.errors import BalanceExhausted, RateLimited, StoreDown, StreamCut, UpstreamDown
 from bot.slack_blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION
 from bot.slack_format import open_fence
+from tests import slack_sender
 from tests.conftest import RunningBot, free_port, make_settings, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, error_reply, text_reply, tool_reply
 from tests.fakes.slack import BOT_ID, BOT_USER, FakeSlack, Message
@@ -26,19 +27,8 @@ _ids = itertools.count(1)
 
 
 def mention(msg: Message, *, user: str = "U1") -> dict[str, Any]:
-    event = {
-        "type": "app_mention",
-        "user": user,
-        "text": msg.text,
-        "ts": msg.ts,
-        "channel": msg.channel,
-        "event_ts": msg.ts,
-        "client_msg_id": f"cm-{next(_ids)}",
-        "team": "T1",
-    }
-    if msg.thread_ts:
-        event["thread_ts"] = msg.thread_ts
-    return event
+    """A mention as Slack delivers a person's message: with a client message id."""
+    return slack_sender.mention(msg, user=user, client_msg_id=f"cm-{next(_ids)}")
 
 
 def message(msg: Message, *, channel_type: str = "channel", **extra: Any) -> dict[str, Any]:

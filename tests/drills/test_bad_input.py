@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SIGNING_SECRET, RunningBot
-from tests.slack_sender import sign
+from tests.slack_sender import event_envelope, sign
 
 pytestmark = pytest.mark.slow
 
@@ -138,16 +138,7 @@ def junk_event(draw: st.DrawFn) -> tuple[str, bytes]:
             event[name] = draw(st.one_of(wrong_type, st.just({"user_id": "U1"})))
         else:
             event[name] = draw(wrong_type)
-    payload: dict[str, Any] = {
-        "token": "legacy",
-        "team_id": "T1",
-        "api_app_id": "A1",
-        "type": "event_callback",
-        "event_id": f"EvJunk{n}",
-        "event_time": int(time.time()),
-        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
-        "event": event,
-    }
+    payload = event_envelope(event, event_id=f"EvJunk{n}")
     return "application/json", json.dumps(payload).encode()
 
 

@@ -9,22 +9,8 @@ from bot import keys
 from bot.keys import ThreadRef
 from tests.conftest import RunningBot
 from tests.fakes.deepseek import text_reply
-from tests.fakes.slack import BOT_USER, Message
-
-
-def mention(msg: Message) -> dict[str, object]:
-    event: dict[str, object] = {
-        "type": "app_mention",
-        "user": "U1",
-        "text": msg.text,
-        "ts": msg.ts,
-        "channel": msg.channel,
-        "event_ts": msg.ts,
-        "team": "T1",
-    }
-    if msg.thread_ts:
-        event["thread_ts"] = msg.thread_ts
-    return event
+from tests.fakes.slack import BOT_USER
+from tests.slack_sender import mention
 
 
 def closed(bot: RunningBot, root: str, count: int) -> bool:

@@ -20,8 +20,9 @@ from redis.asyncio import Redis
 from bot import keys
 from bot.keys import ThreadRef
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
-from tests.fakes.slack import FakeSlack, Message
+from tests.fakes.slack import FakeSlack
 from tests.replica import Replica, start_replica
+from tests.slack_sender import mention
 
 pytestmark = pytest.mark.slow
 LOCK_TTL = 2.0
@@ -40,21 +41,6 @@ async def replicas(
     yield pair[0], pair[1]
     for replica in pair:
         await replica.kill()
-
-
-def mention(msg: Message, thread_ts: str | None = None) -> dict[str, Any]:
-    event = {
-        "type": "app_mention",
-        "user": "U1",
-        "channel": msg.channel,
-        "ts": msg.ts,
-        "event_ts": msg.ts,
-        "text": msg.text,
-        "team": "T1",
-    }
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
 
 
 async def wait(
@@ -114,7 +100,7 @@ async def test_two_replicas_answer_once_and_in_order(
     await wait(fake_slack, fake_deepseek, lambda: len(fake_deepseek.requests) == 2)
     # The follow-up lands on the other replica while the first answer still streams.
     second = fake_slack.add_message("C1", "<@UBOT> which bird again?", thread_ts=first.ts)
-    await b.slack.event(mention(second, thread_ts=first.ts))
+    await b.slack.event(mention(second))
     await wait(
         fake_slack, fake_deepseek, lambda: finished(fake_slack, "C1", first.ts, "Second answer.")
     )
@@ -155,7 +141,7 @@ async def test_replica_killed_mid_answer_leaves_no_stuck_thread(
     await a.kill()  # SIGKILL: no cleanup, the lock stays until it expires
 
     second = fake_slack.add_message("C1", "<@UBOT> are you there?", thread_ts=first.ts)
-    await b.slack.event(mention(second, thread_ts=first.ts))
+    await b.slack.event(mention(second))
     await wait(
         fake_slack,
         fake_deepseek,

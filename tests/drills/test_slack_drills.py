@@ -20,6 +20,7 @@ from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
 from tests.drills.test_upstream_drills import FAULTS, TOTAL_TIMEOUT, leftover_keys
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import BOT_USER, FakeSlack, Message
+from tests.slack_sender import mention
 
 
 def user_messages() -> set[str]:
@@ -47,18 +48,6 @@ async def slack_bot(
     bot, runner = await start_bot(settings, redis, fake_slack, fake_deepseek)
     yield bot
     await stop_bot(bot, runner, drain_s=10)
-
-
-def mention(msg: Message) -> dict[str, Any]:
-    return {
-        "type": "app_mention",
-        "user": "U1",
-        "text": msg.text,
-        "ts": msg.ts,
-        "channel": msg.channel,
-        "event_ts": msg.ts,
-        "team": "T1",
-    }
 
 
 def action_ids(msg: Message) -> list[str]:
