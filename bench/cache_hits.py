@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.config import Settings
-from bot.deps import build_deps
-from bot.engine import Turn
-from bot.events import Finish, TextDelta, TurnDone, Usage
-from bot.keys import ThreadRef
-from bot.prompt import assistant_message, system_message, user_message
+from bot.contracts.events import TurnDone
+from bot.contracts.stream import Finish, TextDelta, Usage
+from bot.contracts.thread import ThreadRef
+from bot.core.engine import Turn
+from bot.core.prompt import assistant_message, system_message, user_message
+from bot.services import build_deps
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 
 QUESTION = "Turn {i}: how should we shard the {topic} service's Redis keys, and why? " * 3
@@ -87,7 +88,7 @@ async def baseline_thread(
 
 
 def summarise(name: str, runs: list[list[Usage]], settings: Settings) -> dict[str, float]:
-    from bot.pricing import PriceTable, format_usd
+    from bot.deepseek.pricing import PriceTable, format_usd
 
     prices = PriceTable.from_settings(settings)
     shares, costs = [], []

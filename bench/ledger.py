@@ -22,9 +22,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.config import Settings
-from bot.events import Usage
-from bot.ledger import Ledger, UsageRecord
-from bot.pricing import PriceTable
+from bot.contracts.stream import Usage
+from bot.deepseek.pricing import PriceTable
+from bot.usage.ledger import Ledger, UsageRecord
 from tests.conftest import RedisProcess
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
-"""SSE parsing speed: our client (`bot.sse`, `bot.deepseek`) against the official `openai`
-SDK on the same stream of 100,000 chat-completion chunks (issue 3).
+"""SSE parsing speed: our client (`bot.deepseek.sse`, `bot.deepseek.client`) against the
+official `openai` SDK on the same stream of 100,000 chat-completion chunks (issue 3).
 
 The stream is shaped like DeepSeek's (a role chunk, 30% reasoning chunks, then answer
 chunks with some non-ASCII and escapes, a finish chunk with usage, `[DONE]`). It is parsed
@@ -34,9 +34,9 @@ import structlog
 from aiohttp import web
 
 from bot.config import Settings
-from bot.deepseek import DeepSeekClient
-from bot.events import ReasoningDelta, TextDelta
-from bot.sse import StreamParser
+from bot.contracts.stream import ReasoningDelta, TextDelta
+from bot.deepseek.client import DeepSeekClient
+from bot.deepseek.sse import StreamParser
 
 _VOCABULARY = (
     "the of and to in is that it for on with as was by this be are from at or an have not "

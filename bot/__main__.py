@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "chat":
-        from bot.chat import main as chat_main
+        from bot.terminal.chat import main as chat_main
 
         return chat_main(once=args.once)
     try:

@@ -23,9 +23,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.config import Settings
-from bot.deps import Deps, build_deps
-from bot.envelope import well_formed
-from bot.store import redis_ok
+from bot.services import Deps, build_deps
+from bot.slack.envelope import well_formed
+from bot.store.connection import redis_ok
 
 log = structlog.get_logger(__name__)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.deps import Deps
-from bot.slack_turns import SlackTurns
-from handlers import actions, assistant, command, home, mentions, messages
+from bot.services import Deps
+from bot.slack.turns import SlackTurns
+from handlers import actions, assistant, home, mentions, messages
+from handlers import slash_command as command
 
 
 def register(app: AsyncApp, deps: Deps) -> None:

@@ -19,10 +19,9 @@ from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import keys
-from bot.deps import Deps
-from bot.keys import ThreadRef
-from bot.slack_blocks import (
+from bot.contracts.thread import ThreadRef
+from bot.services import Deps
+from bot.slack.blocks import (
     FEEDBACK_ACTION,
     REASONING_ACTION,
     RETRY_ACTION,
@@ -30,9 +29,10 @@ from bot.slack_blocks import (
     reasoning_view,
     without_retry,
 )
-from bot.slack_stream import SLACK_ERRORS
-from bot.slack_turns import SlackTurns
-from bot.store import claim_once
+from bot.slack.stream import SLACK_ERRORS
+from bot.slack.turns import SlackTurns
+from bot.store import keys
+from bot.store.claims import claim_once
 
 log = structlog.get_logger(__name__)
 

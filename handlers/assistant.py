@@ -17,11 +17,11 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.deps import Deps
-from bot.slack_events import Incoming, incoming
-from bot.slack_format import clean_input, title_from
-from bot.slack_stream import SLACK_ERRORS
-from bot.slack_turns import SlackTurns
+from bot.services import Deps
+from bot.slack.format import clean_input, title_from
+from bot.slack.incoming import Incoming, incoming
+from bot.slack.stream import SLACK_ERRORS
+from bot.slack.turns import SlackTurns
 
 log = structlog.get_logger(__name__)
 

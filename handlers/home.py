@@ -11,10 +11,10 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.deps import Deps
-from bot.report_blocks import home_view
-from handlers.admins import SlackAdmins, slack_error
-from handlers.command import SLACK_STYLE, build_service
+from bot.services import Deps
+from bot.slack.admins import SlackAdmins, slack_error
+from bot.usage.report_blocks import home_view
+from handlers.slash_command import SLACK_STYLE, build_service
 
 log = structlog.get_logger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any
 import structlog
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.deps import Deps
-from bot.slack_events import incoming
-from bot.slack_turns import SlackTurns
+from bot.services import Deps
+from bot.slack.incoming import incoming
+from bot.slack.turns import SlackTurns
 
 log = structlog.get_logger(__name__)
 

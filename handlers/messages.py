@@ -15,10 +15,10 @@ import structlog
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.deps import Deps
-from bot.keys import ThreadRef
-from bot.slack_events import classify, incoming
-from bot.slack_turns import SlackTurns
+from bot.contracts.thread import ThreadRef
+from bot.services import Deps
+from bot.slack.incoming import classify, incoming
+from bot.slack.turns import SlackTurns
 
 log = structlog.get_logger(__name__)
 

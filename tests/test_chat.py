@@ -20,26 +20,19 @@ from aiohttp import web
 from redis.asyncio import Redis
 from rich.console import Console
 
-from bot import prompt
-from bot.chat import TerminalSurface, terminal_turn
-from bot.commands import BadArgument, parse
-from bot.deps import build_deps
-from bot.engine import Turn
-from bot.errors import AuthError
-from bot.events import (
-    EngineEvent,
-    ReasoningDelta,
-    TextDelta,
-    ToolFinished,
-    ToolStarted,
-    TurnDone,
-    TurnFailed,
-    Usage,
-)
-from bot.keys import ThreadRef
-from bot.shared_files import snippet_filename
-from bot.slack_format import FORMAT_NOTE as SLACK_FORMAT_NOTE
-from bot.terminal_render import (
+from bot.commands.language import BadArgument, parse
+from bot.contracts.errors import AuthError
+from bot.contracts.events import EngineEvent, ToolFinished, ToolStarted, TurnDone, TurnFailed
+from bot.contracts.stream import ReasoningDelta, TextDelta, Usage
+from bot.contracts.thread import ThreadRef
+from bot.contracts.tool import ToolFailure
+from bot.core import prompt
+from bot.core.engine import Turn
+from bot.core.shared_files import snippet_filename
+from bot.services import build_deps
+from bot.slack.format import FORMAT_NOTE as SLACK_FORMAT_NOTE
+from bot.terminal.chat import TerminalSurface, terminal_turn
+from bot.terminal.render import (
     FORMAT_NOTE,
     STOPPED,
     Ask,
@@ -59,7 +52,6 @@ from bot.terminal_render import (
 from tests.conftest import API_KEY, make_settings
 from tests.fakes.deepseek import FakeDeepSeek, error_reply, text_reply, tool_reply
 from tools import build_tools
-from tools.base import ToolFailure
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
@@ -391,7 +383,7 @@ async def test_terminal_and_slack_build_the_same_request(
     DM yields the same upstream requests, apart from each surface's formatting note (in the
     system prompt) and its thread note (where and when the thread started, in the opening).
 
-    The Slack side is a `Turn` as bot/slack_turns.py builds one for a DM: Slack's formatting
+    The Slack side is a `Turn` as bot/slack/turns.py builds one for a DM: Slack's formatting
     note and thread-note wording, its own thread, user and kind."""
     deps = build_deps(make_settings(None, fake_deepseek, redis_url=redis_url), redis=redis)
     day = date(2026, 11, 25)

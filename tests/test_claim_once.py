@@ -6,7 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from bot.store import claim_once
+from bot.store.claims import claim_once
 
 
 async def test_concurrent_claims_have_exactly_one_winner(redis: Redis) -> None:

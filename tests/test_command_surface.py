@@ -14,12 +14,13 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.config import Gateway, ModelTier
-from bot.engine import Turn
-from bot.errors import OverBudget
-from bot.events import TurnDone, TurnFailed, Usage
-from bot.keys import ThreadRef
-from bot.ledger import UsageRecord
-from bot.pricing import PriceTable
+from bot.contracts.errors import OverBudget
+from bot.contracts.events import TurnDone, TurnFailed
+from bot.contracts.stream import Usage
+from bot.contracts.thread import ThreadRef
+from bot.core.engine import Turn
+from bot.deepseek.pricing import PriceTable
+from bot.usage.ledger import UsageRecord
 from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import Call, FakeSlack

@@ -1,4 +1,4 @@
-"""bot/deepseek.py against the fake DeepSeek server: requests, streams, retries, deadlines,
+"""bot/deepseek/client.py against the fake DeepSeek server: requests, streams, retries, deadlines,
 typed errors, the recorded quirks, and that the API key never leaks."""
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from bot import deepseek as deepseek_module
 from bot.config import Settings
-from bot.deepseek import READ_BATCH_S, DeepSeekClient, env_proxy
-from bot.errors import (
+from bot.contracts.errors import (
     AuthError,
     BadRequest,
     BalanceExhausted,
@@ -28,8 +26,10 @@ from bot.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from bot.events import Finish, ReasoningDelta, StreamEvent, TextDelta, ToolCall, Usage
-from bot.sse import MalformedStream
+from bot.contracts.stream import Finish, ReasoningDelta, StreamEvent, TextDelta, ToolCall, Usage
+from bot.deepseek import client as deepseek_module
+from bot.deepseek.client import READ_BATCH_S, DeepSeekClient, env_proxy
+from bot.deepseek.sse import MalformedStream
 from tests.conftest import API_KEY, free_port, make_settings
 from tests.fakes.deepseek import FakeDeepSeek, Reply, _chunk, error_reply, text_reply, tool_reply
 
@@ -82,7 +82,7 @@ def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=False,
     )
-    monkeypatch.setattr(deepseek_module, "log", structlog.get_logger("bot.deepseek"))
+    monkeypatch.setattr(deepseek_module, "log", structlog.get_logger("bot.deepseek.client"))
     yield capture.entries
     structlog.configure(**old)
 

@@ -12,16 +12,18 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from bot import keys, prompt
 from bot.config import Settings
-from bot.deps import Deps, build_deps
-from bot.engine import Engine, Turn
-from bot.events import EngineEvent, TextDelta, ToolFinished, ToolStarted, TurnDone, TurnFailed
-from bot.keys import ThreadRef
-from bot.store import claim_once
+from bot.contracts.events import EngineEvent, ToolFinished, ToolStarted, TurnDone, TurnFailed
+from bot.contracts.stream import TextDelta
+from bot.contracts.thread import ThreadRef
+from bot.contracts.tool import Tool, ToolContext, ToolFailure
+from bot.core import prompt
+from bot.core.engine import Engine, Turn
+from bot.services import Deps, build_deps
+from bot.store import keys
+from bot.store.claims import claim_once
 from tests.conftest import make_settings
 from tests.fakes.deepseek import FakeDeepSeek, Reply, error_reply, text_reply, tool_reply
-from tools.base import Tool, ToolContext, ToolFailure
 
 THREAD = ThreadRef("T1", "C1", "1700000000.000001")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.envelope import well_formed
+from bot.slack.envelope import well_formed
 
 
 def ev(**event: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from bot.app import build_app
 from bot.config import ConfigError, load_settings
-from bot.store import open_redis, redis_ok
+from bot.store.connection import open_redis, redis_ok
 from tests.conftest import RunningBot, make_settings
 
 

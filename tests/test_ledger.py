@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot import keys
 from bot.config import Gateway, ModelTier, Settings
-from bot.events import Usage
-from bot.ledger import BudgetAlert, Ledger, UsageRecord
-from bot.pricing import PriceTable
-from bot.report_logic import Metrics
-from bot.store import open_redis
+from bot.contracts.stream import Usage
+from bot.deepseek.pricing import PriceTable
+from bot.store import keys
+from bot.store.connection import open_redis
+from bot.usage.ledger import BudgetAlert, Ledger, UsageRecord
+from bot.usage.reports import Metrics
 from tests.conftest import make_settings
 
 NOW = datetime(2026, 11, 7, 15, 30, tzinfo=UTC)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from bot import keys
-from bot.prefs import Prefs
+from bot.store import keys
+from bot.store.prefs import Prefs
 from tests.conftest import make_settings
 
 

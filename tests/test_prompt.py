@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot import prompt
-from bot.events import ToolCall
+from bot.contracts.stream import ToolCall
+from bot.core import prompt
 
 
 def u(text: str) -> dict[str, Any]:

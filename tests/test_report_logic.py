@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from bot.config import Price
-from bot.ledger import Budgets
-from bot.report_blocks import budget_line
-from bot.report_logic import (
+from bot.usage.ledger import Budgets
+from bot.usage.report_blocks import budget_line
+from bot.usage.reports import (
     DailyRow,
     Metrics,
     Period,

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot import keys
-from bot.errors import BalanceExhausted, RateLimited, StoreDown, StreamCut, UpstreamDown
-from bot.slack_blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION
-from bot.slack_format import open_fence
+from bot.contracts.errors import BalanceExhausted, RateLimited, StoreDown, StreamCut, UpstreamDown
+from bot.slack.blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION
+from bot.slack.format import open_fence
+from bot.store import keys
 from tests import slack_sender
 from tests.conftest import RunningBot, free_port, make_settings, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, error_reply, text_reply, tool_reply

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import prompt
-from bot.events import Usage
-from bot.slack_blocks import (
+from bot.contracts.stream import Usage
+from bot.core import prompt
+from bot.slack.blocks import (
     FEEDBACK_ACTION,
     REASONING_ACTION,
     RETRY_ACTION,
@@ -24,8 +24,7 @@ from bot.slack_blocks import (
     reasoning_view,
     without_retry,
 )
-from bot.slack_events import classify, incoming
-from bot.slack_format import (
+from bot.slack.format import (
     FENCE_RESERVE,
     clean_input,
     close_fence,
@@ -36,6 +35,7 @@ from bot.slack_format import (
     split_markdown,
     title_from,
 )
+from bot.slack.incoming import classify, incoming
 
 NAMES = {"U1": "Alice", "U2": "Bob"}
 

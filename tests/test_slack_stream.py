@@ -16,20 +16,12 @@ from typing import Any
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import StreamCut, UpstreamDown
-from bot.events import (
-    EngineEvent,
-    ReasoningDelta,
-    TextDelta,
-    ToolFinished,
-    ToolStarted,
-    TurnDone,
-    TurnFailed,
-    Usage,
-)
-from bot.slack_blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION, TurnRef
-from bot.slack_format import open_fence
-from bot.slack_stream import AnswerStream, Limits, Rendered, Target
+from bot.contracts.errors import StreamCut, UpstreamDown
+from bot.contracts.events import EngineEvent, ToolFinished, ToolStarted, TurnDone, TurnFailed
+from bot.contracts.stream import ReasoningDelta, TextDelta, Usage
+from bot.slack.blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION, TurnRef
+from bot.slack.format import open_fence
+from bot.slack.stream import AnswerStream, Limits, Rendered, Target
 from tests.conftest import BOT_TOKEN
 from tests.fakes.slack import FakeSlack, Message
 

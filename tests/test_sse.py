@@ -1,4 +1,5 @@
-"""bot/sse.py: table tests of the pure parser, and properties over random streams and cuts."""
+"""bot/deepseek/sse.py: table tests of the pure parser, and properties over random streams and
+cuts."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.errors import UpstreamError
-from bot.events import Finish, ReasoningDelta, StreamEvent, TextDelta, ToolCall, Usage
-from bot.sse import (
+from bot.contracts.errors import UpstreamError
+from bot.contracts.stream import Finish, ReasoningDelta, StreamEvent, TextDelta, ToolCall, Usage
+from bot.deepseek.sse import (
     ErrorChunk,
     IncompleteStream,
     MalformedStream,

@@ -5,18 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from bot.config import Settings
-from tools.base import Tool
+from bot.contracts.tool import Tool
+from tools.fetch_url import fetch_url_tool
+from tools.snippets import post_snippet_tool, read_snippet_tool
+from tools.web_search import web_search_tool
 
 
 def build_tools(settings: Settings) -> list[Tool[Any]]:
     """Enabled tools in a fixed order (tool schemas are part of the cached prompt prefix).
     A tool whose backend is not configured, or that is in TOOLS_DISABLED, is left out."""
-    # Imported here: tool modules import bot modules that import tools.base, and importing
-    # the package must not pull them in first.
-    from tools.fetch_url import fetch_url_tool
-    from tools.snippets import post_snippet_tool, read_snippet_tool
-    from tools.web_search import web_search_tool
-
     # Never reorder: the schemas, in this order, are part of the cached prompt prefix.
     candidates: list[Tool[Any] | None] = [
         web_search_tool(settings),  # None when no search backend is configured

@@ -1,6 +1,6 @@
 """fetch_url: read one web page the model points at, as Markdown, without reaching inside.
 
-How a fetch stays SSRF-safe (bot/net_guard.py does the checks):
+How a fetch stays SSRF-safe (tools/net_guard.py does the checks):
 - Each hop's URL is vetted: http(s) only, no credentials, no local or metadata names, and every
   address the host resolves to must be public (unless the host is on FETCH_ALLOW_HOSTS).
 - The request then goes to a vetted *address*, not the name: the URL's host is replaced by the
@@ -26,9 +26,9 @@ import httpx
 from pydantic import BaseModel, Field
 
 from bot.config import Settings
-from bot.net_guard import Blocked, Resolver, Target, ip_literal, parse_url, system_resolver, vet
+from bot.contracts.tool import Tool, ToolContext, ToolFailure
 from tools import page_text
-from tools.base import Tool, ToolContext, ToolFailure
+from tools.net_guard import Blocked, Resolver, Target, ip_literal, parse_url, system_resolver, vet
 
 NAME = "fetch_url"
 DESCRIPTION = (

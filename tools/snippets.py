@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from bot.shared_files import fenced, language_for, page_lines
-from tools.base import SharedFile, Tool, ToolContext, ToolFailure
+from bot.contracts.tool import SharedFile, Tool, ToolContext, ToolFailure
+from bot.core.shared_files import fenced, language_for, page_lines
 
 READ_NAME = "read_snippet"
 READ_DESCRIPTION = (

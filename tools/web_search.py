@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from bot.config import Settings
-from tools.base import Tool, ToolContext, ToolFailure
+from bot.contracts.tool import Tool, ToolContext, ToolFailure
 from tools.search_results import Backend, format_results, parse
 
 NAME = "web_search"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from bot import keys
-from bot.keys import ThreadRef
+from bot.contracts.thread import ThreadRef
+from bot.store import keys
 from tests.conftest import RunningBot
 from tests.fakes.deepseek import text_reply
 from tests.fakes.slack import BOT_USER

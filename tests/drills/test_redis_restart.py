@@ -11,9 +11,10 @@ import pytest
 from aiohttp import web
 
 from bot.app import build_app
-from bot.engine import Turn
-from bot.events import EngineEvent, TextDelta, TurnDone, TurnFailed
-from bot.keys import ThreadRef
+from bot.contracts.events import EngineEvent, TurnDone, TurnFailed
+from bot.contracts.stream import TextDelta
+from bot.contracts.thread import ThreadRef
+from bot.core.engine import Turn
 from tests.conftest import RedisProcess, free_port, make_settings
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import FakeSlack

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from bot import keys
-from bot.keys import ThreadRef
+from bot.contracts.thread import ThreadRef
+from bot.store import keys
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import FakeSlack
 from tests.replica import Replica, start_replica

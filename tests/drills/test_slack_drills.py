@@ -13,9 +13,9 @@ import pytest
 import structlog
 from redis.asyncio import Redis
 
-from bot.errors import UpstreamError
-from bot.keys import ThreadRef
-from bot.slack_blocks import FEEDBACK_ACTION, RETRY_ACTION
+from bot.contracts.errors import UpstreamError
+from bot.contracts.thread import ThreadRef
+from bot.slack.blocks import FEEDBACK_ACTION, RETRY_ACTION
 from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
 from tests.drills.test_upstream_drills import FAULTS, TOTAL_TIMEOUT, leftover_keys
 from tests.fakes.deepseek import FakeDeepSeek, text_reply

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot import keys
-from bot.deps import Deps, build_deps
-from bot.engine import Turn
-from bot.errors import StoreDown
-from bot.events import EngineEvent, TextDelta, TurnDone, TurnFailed
-from bot.keys import ThreadRef
+from bot.contracts.errors import StoreDown
+from bot.contracts.events import EngineEvent, TurnDone, TurnFailed
+from bot.contracts.stream import TextDelta
+from bot.contracts.thread import ThreadRef
+from bot.core.engine import Turn
+from bot.services import Deps, build_deps
+from bot.store import keys
 from tests.conftest import make_settings
 from tests.fakes.deepseek import FakeDeepSeek, Reply, _chunk, error_reply, text_reply
 
@@ -38,7 +39,8 @@ async def deps(redis: Redis, redis_url: str, fake_deepseek: FakeDeepSeek) -> Asy
         deepseek_read_timeout=5.0,
         log_level="CRITICAL",
     )
-    # The production client (bot.store.open_redis), so its connection pool is what is drilled.
+    # The production client (bot.store.connection.open_redis), so its connection pool is what
+    # is drilled.
     built = build_deps(settings)
     yield built
     await built.aclose()

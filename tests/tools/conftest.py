@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 
 from bot.config import Settings
-from bot.keys import ThreadRef
+from bot.contracts.thread import ThreadRef
+from bot.contracts.tool import SharedFile, Surface, ToolContext
 from tests.conftest import make_settings
-from tools.base import SharedFile, Surface, ToolContext
 from tools.fetch_url import default_ssl_context
 
 THREAD = ThreadRef("T1", "C1", "1700000000.000100")

@@ -18,10 +18,10 @@ import pytest
 import trustme
 from aiohttp import web
 
-from bot.net_guard import system_resolver
+from bot.contracts.tool import ToolFailure
 from tests.tools.conftest import FakeDNS, NetLog, PageServer, Trap, context, tool_settings
-from tools.base import ToolFailure
 from tools.fetch_url import FetchArgs, fetch_url_tool
+from tools.net_guard import system_resolver
 
 PAGES = "pages.test"
 

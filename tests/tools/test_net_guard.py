@@ -1,4 +1,4 @@
-"""bot/net_guard.py: table tests of the SSRF rules."""
+"""tools/net_guard.py: table tests of the SSRF rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import ipaddress
 import httpx
 import pytest
 
-from bot.net_guard import (
+from tests.tools.conftest import FakeDNS
+from tools.net_guard import (
     Blocked,
     address_problem,
     host_allowed,
@@ -16,7 +17,6 @@ from bot.net_guard import (
     unwrap,
     vet,
 )
-from tests.tools.conftest import FakeDNS
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ import httpx
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_surface import SlackSurface
+from bot.contracts.tool import SharedFile, ToolFailure
+from bot.slack.surface import SlackSurface
 from tests.conftest import BOT_TOKEN
 from tests.fakes.slack import FakeSlack
 from tests.tools.conftest import THREAD, NetLog, context, tool_settings
-from tools.base import SharedFile, ToolFailure
 from tools.snippets import (
     PostSnippetArgs,
     ReadSnippetArgs,

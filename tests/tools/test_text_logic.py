@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.shared_files import (
+from bot.contracts.tool import SharedFile
+from bot.core.shared_files import (
     LoadedFile,
     fenced,
     human_size,
@@ -18,7 +19,6 @@ from bot.shared_files import (
     text_problem,
 )
 from tools import page_text
-from tools.base import SharedFile
 from tools.search_results import Result, clean, format_results, parse
 
 # --- page_text -------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from aiohttp import web
 
+from bot.contracts.tool import ToolFailure
 from tests.tools.conftest import Trap, context, tool_settings
-from tools.base import ToolFailure
 from tools.web_search import SearchArgs, backend_for, web_search_tool
 
 BRAVE_KEY = "brave-secret-key-123"

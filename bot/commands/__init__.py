@@ -1,0 +1,1 @@
+"""The `/deepseek` commands: their language and the service that runs them."""

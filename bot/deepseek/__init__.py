@@ -1,0 +1,1 @@
+"""DeepSeek and OpenAI-compatible gateways: the streaming client, its SSE parser, prices."""

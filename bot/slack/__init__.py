@@ -1,0 +1,1 @@
+"""Slack: the HTTP edge, incoming payloads, turns in threads, streaming, formatting, blocks."""

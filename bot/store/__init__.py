@@ -1,0 +1,1 @@
+"""Redis: the key schema, thread history, turn records, claims, locks and settings."""

@@ -1,0 +1,1 @@
+"""The terminal chat (`python -m bot chat`): the same engine without Slack."""
