@@ -25,6 +25,7 @@ import handlers
 from bot.config import Settings
 from bot.services import Deps, build_deps
 from bot.slack.envelope import well_formed
+from bot.slack.services import SlackServices
 from bot.store.connection import redis_ok
 
 log = structlog.get_logger(__name__)
@@ -141,7 +142,7 @@ def build_app(settings: Settings, *, redis: Redis | None = None) -> BotApp:
         request_verification_enabled=False,
         process_before_response=False,
     )
-    handlers.register(bolt, deps)
+    handlers.register(bolt, SlackServices.build(deps))
     return BotApp(bolt=bolt, deps=deps)
 
 

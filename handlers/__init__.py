@@ -1,22 +1,19 @@
-"""The one place that wires Slack surfaces to the Bolt app."""
+"""The one place that wires Slack listeners to the Bolt app."""
 
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.services import Deps
-from bot.slack.turns import SlackTurns
-from handlers import actions, assistant, home, mentions, messages
-from handlers import slash_command as command
+from bot.slack.services import SlackServices
+from handlers import actions, assistant, home, mentions, messages, slash_command
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    """Register every Slack surface's listeners on `app`."""
-    command.register(app, deps)
-    home.register(app, deps)
+def register(app: AsyncApp, services: SlackServices) -> None:
+    """Register every Slack surface's listeners on `app`, each with the same services."""
+    slash_command.register(app, services)
+    home.register(app, services)
     # The assistant middleware goes first: it claims DM messages inside assistant threads.
-    turns = SlackTurns(deps)
-    assistant.register(app, deps, turns)
-    mentions.register(app, deps, turns)
-    messages.register(app, deps, turns)
-    actions.register(app, deps, turns)
+    assistant.register(app, services)
+    mentions.register(app, services)
+    messages.register(app, services)
+    actions.register(app, services)

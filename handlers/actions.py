@@ -1,11 +1,10 @@
 """Buttons on answers: feedback, "Show reasoning", "Retry".
 
 - Feedback (`context_actions` feedback buttons): one vote per person per answer, counted per
-  model in Redis (`keys.feedback(team, model)`: fields `up`, `down`); changing a vote moves it.
-- "Show reasoning": a modal with the reasoning the engine stored with the turn
-  (`keys.turn(thread, turn_id)` field `reasoning`).
-- "Retry": the failed turn's question (kept under the same key, field `question`) runs again
-  as a new turn in the thread; the button is replaced by a note so it runs once.
+  model (`TurnStore.vote`); changing a vote moves it.
+- "Show reasoning": a modal with the reasoning the engine kept with the turn.
+- "Retry": the failed turn's question runs again as a new turn in the thread; the button is
+  replaced by a note so it runs once.
 """
 
 from __future__ import annotations
@@ -14,13 +13,11 @@ import json
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.contracts.thread import ThreadRef
-from bot.services import Deps
 from bot.slack.blocks import (
     FEEDBACK_ACTION,
     REASONING_ACTION,
@@ -29,9 +26,8 @@ from bot.slack.blocks import (
     reasoning_view,
     without_retry,
 )
-from bot.slack.stream import SLACK_ERRORS
-from bot.slack.turns import SlackTurns
-from bot.store import keys
+from bot.slack.errors import SLACK_ERRORS, slack_error_code
+from bot.slack.services import SlackServices
 from bot.store.claims import claim_once
 
 log = structlog.get_logger(__name__)
@@ -50,24 +46,8 @@ def _user(body: dict[str, Any]) -> str:
     return str((body.get("user") or {}).get("id") or "")
 
 
-async def record_vote(redis: Redis, team: str, user: str, ref: TurnRef, vote: str) -> None:
-    """Count `user`'s vote on the answer `ref` once; a changed vote moves from one count to
-    the other."""
-    turn_key = keys.turn(ThreadRef(team, ref.channel, ref.thread_ts), ref.turn_id)
-    previous = await redis.hget(turn_key, f"vote:{user}")
-    if previous == vote:
-        return
-    counts = keys.feedback(team, ref.model or "unknown")
-    pipe = redis.pipeline(transaction=True)
-    pipe.hset(turn_key, f"vote:{user}", vote)
-    pipe.hincrby(counts, vote, 1)
-    if previous in ("up", "down"):
-        pipe.hincrby(counts, previous, -1)
-    await pipe.execute()
-
-
-def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
-    redis = deps.redis
+def register(app: AsyncApp, services: SlackServices) -> None:
+    redis, records, turns = services.deps.redis, services.records, services.turns
 
     @app.action(FEEDBACK_ACTION)
     async def on_feedback(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -81,7 +61,8 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
         if ref is None or vote not in ("up", "down"):
             return
         try:
-            await record_vote(redis, _team(body), _user(body), ref, vote)
+            thread = ThreadRef(_team(body), ref.channel, ref.thread_ts)
+            await records.vote(thread, ref.turn_id, user=_user(body), vote=vote, model=ref.model)
         except (RedisError, OSError) as exc:
             log.warning("feedback_store_failed", error=type(exc).__name__)
             return
@@ -98,15 +79,15 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
             return
         thread = ThreadRef(_team(body), ref.channel, ref.thread_ts)
         try:
-            reasoning = await redis.hget(keys.turn(thread, ref.turn_id), "reasoning")
+            reasoning = await records.reasoning(thread, ref.turn_id)
         except (RedisError, OSError) as exc:
             log.warning("reasoning_load_failed", error=type(exc).__name__)
             reasoning = None
-        view = reasoning_view(str(reasoning) if reasoning is not None else GONE)
+        view = reasoning_view(reasoning if reasoning is not None else GONE)
         try:
             await client.views_open(trigger_id=trigger, view=view)
         except SLACK_ERRORS as exc:
-            log.warning("reasoning_modal_failed", error=type(exc).__name__)
+            log.warning("reasoning_modal_failed", error=slack_error_code(exc))
 
     @app.action(RETRY_ACTION)
     async def on_retry(
@@ -139,7 +120,7 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
                     blocks=without_retry(list(message.get("blocks") or []), note),
                 )
             except SLACK_ERRORS as exc:
-                log.info("retry_button_update_failed", error=type(exc).__name__)
+                log.info("retry_button_update_failed", error=slack_error_code(exc))
         try:
             rendered = await turns.retry(
                 team, user, ref.channel, ref.thread_ts, ref.turn_id, context.bot_user_id or ""
@@ -157,4 +138,4 @@ async def _tell(client: AsyncWebClient, channel: str, user: str, text: str) -> N
     try:
         await client.chat_postEphemeral(channel=channel, user=user, text=text)
     except SLACK_ERRORS as exc:
-        log.info("ephemeral_failed", error=type(exc).__name__)
+        log.info("ephemeral_failed", error=slack_error_code(exc))

@@ -17,11 +17,10 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services import Deps
+from bot.slack.errors import SLACK_ERRORS, slack_error_code
 from bot.slack.format import clean_input, title_from
 from bot.slack.incoming import Incoming, incoming
-from bot.slack.stream import SLACK_ERRORS
-from bot.slack.turns import SlackTurns
+from bot.slack.services import SlackServices
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +47,8 @@ THINKING = "is thinking…"
 LOADING_MESSAGES = ["Thinking…", "Reading the thread…", "Working out an answer…"]
 
 
-def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
+def register(app: AsyncApp, services: SlackServices) -> None:
+    turns = services.turns
     assistant = AsyncAssistant()
 
     @assistant.thread_started
@@ -65,7 +65,7 @@ def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
                 prompts=SUGGESTED_PROMPTS,
             )
         except SLACK_ERRORS as exc:
-            log.warning("suggested_prompts_failed", error=type(exc).__name__)
+            log.warning("suggested_prompts_failed", error=slack_error_code(exc))
 
     @assistant.thread_context_changed
     async def on_context_changed() -> None:
@@ -103,7 +103,7 @@ class _Pane:
                     channel_id=self.msg.channel, thread_ts=self.msg.thread_ts, title=title
                 )
             except SLACK_ERRORS as exc:
-                log.info("set_title_failed", error=type(exc).__name__)
+                log.info("set_title_failed", error=slack_error_code(exc))
 
     async def status(self, text: str, loading: list[str] | None = None) -> None:
         try:
@@ -114,4 +114,4 @@ class _Pane:
                 loading_messages=loading,
             )
         except SLACK_ERRORS as exc:
-            log.info("set_status_failed", error=type(exc).__name__)
+            log.info("set_status_failed", error=slack_error_code(exc))

@@ -11,17 +11,15 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services import Deps
-from bot.slack.admins import SlackAdmins, slack_error
+from bot.slack.errors import slack_error_code
+from bot.slack.services import SLACK_STYLE, SlackServices
 from bot.usage.report_blocks import home_view
-from handlers.slash_command import SLACK_STYLE, build_service
 
 log = structlog.get_logger(__name__)
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    assert deps.slack is not None
-    service = build_service(deps, SlackAdmins(deps.settings, deps.redis, deps.slack))
+def register(app: AsyncApp, services: SlackServices) -> None:
+    service = services.commands
 
     @app.event("app_home_opened")
     async def on_home_opened(
@@ -40,4 +38,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except (RedisError, OSError) as exc:
             log.error("home_failed", error=type(exc).__name__)
         except SlackApiError as exc:
-            log.warning("home_publish_failed", error=slack_error(exc))
+            log.warning("home_publish_failed", error=slack_error_code(exc))

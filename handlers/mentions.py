@@ -9,18 +9,18 @@ from typing import Any
 import structlog
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.services import Deps
 from bot.slack.incoming import incoming
-from bot.slack.turns import SlackTurns
+from bot.slack.services import SlackServices
 
 log = structlog.get_logger(__name__)
 
 
-def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
+def register(app: AsyncApp, services: SlackServices) -> None:
+    turns = services.turns
     @app.event("app_mention")
     async def on_mention(body: dict[str, Any], context: AsyncBoltContext) -> None:
         event = body.get("event") or {}
-        if event.get("bot_id") and deps.settings.ignore_other_bots:
+        if event.get("bot_id") and services.deps.settings.ignore_other_bots:
             return
         msg = incoming(body, "channel")
         if msg is None:

@@ -16,15 +16,14 @@ from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.contracts.thread import ThreadRef
-from bot.services import Deps
 from bot.slack.incoming import classify, incoming
-from bot.slack.turns import SlackTurns
+from bot.slack.services import SlackServices
 
 log = structlog.get_logger(__name__)
 
 
-def register(app: AsyncApp, deps: Deps, turns: SlackTurns) -> None:
-    settings = deps.settings
+def register(app: AsyncApp, services: SlackServices) -> None:
+    turns, settings = services.turns, services.deps.settings
 
     @app.event("message")
     async def on_message(body: dict[str, Any], context: AsyncBoltContext) -> None:

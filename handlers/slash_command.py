@@ -2,8 +2,7 @@
 
 Replies go through `chat.postEphemeral` (Block Kit where the result has it); where the bot
 cannot post (a channel it is not in, someone else's DM) the command's `response_url` is used
-instead. `cost export` uploads the CSV into the admin's DM with the bot. Registering this
-module also subscribes the admins' budget notices to the ledger.
+instead. `cost export` uploads the CSV into the admin's DM with the bot.
 """
 
 from __future__ import annotations
@@ -16,33 +15,19 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.commands.service import Caller, CommandResult, CommandService, ExportFile, Style
-from bot.services import Deps
-from bot.slack.admins import SlackAdmins, slack_error
+from bot.commands.service import Caller, CommandResult, ExportFile
+from bot.slack.admins import SlackAdmins
+from bot.slack.errors import slack_error_code
+from bot.slack.services import SlackServices
 
 log = structlog.get_logger(__name__)
 
-SLACK_STYLE = Style(
-    prefix="/deepseek ",
-    user=lambda u: f"<@{u}>",
-    # A DM cannot be linked like a channel; name it by its id.
-    channel=lambda c: f"DM {c}" if c.startswith("D") else f"<#{c}>",
-    blocks=True,
-    export_to="your DM",
-)
 FAILED = "Sorry, that did not work: my store is unavailable. Please try again shortly."
 CRASHED = "Sorry, something went wrong with that command. It has been logged."
 
 
-def build_service(deps: Deps, admins: SlackAdmins) -> CommandService:
-    return CommandService(deps.settings, deps.prefs, deps.ledger, admins.is_admin, SLACK_STYLE)
-
-
-def register(app: AsyncApp, deps: Deps) -> None:
-    assert deps.slack is not None
-    admins = SlackAdmins(deps.settings, deps.redis, deps.slack)
-    service = build_service(deps, admins)
-    deps.ledger.on_budget_alert(admins.notify_budget)
+def register(app: AsyncApp, services: SlackServices) -> None:
+    admins, service = services.admins, services.commands
 
     @app.command("/deepseek")
     async def on_deepseek(
@@ -82,7 +67,7 @@ async def _deliver_export(
             initial_comment=result.text,
         )
     except SlackApiError as exc:
-        log.warning("cost_export_upload_failed", error=slack_error(exc))
+        log.warning("cost_export_upload_failed", error=slack_error_code(exc))
         return CommandResult("The CSV could not be uploaded to your DM. Please try again.")
     return CommandResult(f"{result.text} I sent it to you in a DM as `{export.filename}`.")
 
@@ -98,7 +83,7 @@ async def _reply(
         )
         return
     except SlackApiError as exc:
-        log.info("ephemeral_fallback", error=slack_error(exc))
+        log.info("ephemeral_fallback", error=slack_error_code(exc))
     try:
         await respond(text=text, blocks=result.blocks, response_type="ephemeral")
     except Exception as exc:  # the response_url is the last way to reach the caller

@@ -34,6 +34,7 @@ from bot.deepseek.pricing import PriceTable
 from bot.store.history import History
 from bot.store.prefs import Prefs, TurnSettings
 from bot.store.thread_lock import thread_turn
+from bot.store.turns import TurnStore
 from bot.usage.ledger import Ledger, UsageRecord
 
 log = structlog.get_logger(__name__)
@@ -92,6 +93,7 @@ class Engine:
         self.ledger = ledger
         self.http = http
         self.history = History(redis, settings.history_ttl_days * 86_400)
+        self.turn_records = TurnStore(redis, settings.history_ttl_days * 86_400)
         self._by_name = {t.name: t for t in tools}
         # Serialised once: tool schemas are part of the cached prompt prefix.
         self._schemas = [t.schema() for t in tools]
@@ -164,8 +166,8 @@ class Engine:
             await asyncio.shield(self._store_interrupted(t, progress, "stopped"))
             raise
         await self.history.append(t, progress.stored, calibration=progress.calibration)
-        await self.history.save_turn(
-            t, turn_id, {"reasoning": progress.reasoning, "question": turn.text, "model": tier}
+        await self.turn_records.save_answer(
+            t, turn_id, question=turn.text, reasoning=progress.reasoning, model=tier
         )
         yield TurnDone(
             progress.text,

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.deepseek.pricing import format_usd
+from bot.slack.errors import slack_error_code
 from bot.store import keys
 from bot.usage.ledger import BudgetAlert
 from bot.usage.reports import format_money
@@ -22,14 +23,6 @@ log = structlog.get_logger(__name__)
 # Long enough that commands rarely call users.info, short enough that a promotion or
 # demotion in Slack shows within minutes.
 ADMIN_CACHE_S = 600
-
-
-def slack_error(exc: SlackApiError) -> str:
-    """Slack's error code (`channel_not_found`), or the HTTP status if the body had none."""
-    data = exc.response.data
-    if isinstance(data, dict) and data.get("error"):
-        return str(data["error"])
-    return f"http_{exc.response.status_code}"
 
 
 class SlackAdmins:
@@ -50,7 +43,7 @@ class SlackAdmins:
         try:
             resp = await self._client.users_info(user=user)
         except SlackApiError as exc:
-            log.warning("users_info_failed", error=slack_error(exc))
+            log.warning("users_info_failed", error=slack_error_code(exc))
             return False
         info = resp.get("user") or {}
         admin = any(info.get(k) for k in ("is_admin", "is_owner", "is_primary_owner"))
@@ -88,5 +81,5 @@ class SlackAdmins:
             try:
                 await self._client.chat_postMessage(channel=await self.dm(user), text=text)
             except SlackApiError as exc:
-                log.warning("budget_notice_failed", error=slack_error(exc))
+                log.warning("budget_notice_failed", error=slack_error_code(exc))
         log.info("budget_notice_sent", threshold=alert.threshold, recipients=len(recipients))

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.models.messages.chunk import TaskUpdateChunk
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
@@ -35,6 +34,7 @@ from bot.contracts.errors import UpstreamError
 from bot.contracts.events import EngineEvent, ToolFinished, ToolStarted, TurnDone, TurnFailed
 from bot.contracts.stream import ReasoningDelta, TextDelta
 from bot.slack.blocks import Block, TurnRef, answer_end, failure_end, markdown
+from bot.slack.errors import SLACK_ERRORS, slack_error_code
 from bot.slack.format import FENCE_RESERVE, chunks_of, close_fence, cut_after, footer, open_fence
 
 log = structlog.get_logger(__name__)
@@ -43,9 +43,6 @@ StatusFn = Callable[[str], Awaitable[None]]
 
 EMPTY_ANSWER = "_DeepSeek returned an empty answer._"
 # What a Slack Web API call can raise: Slack's refusal, or the network failing under it.
-SLACK_ERRORS = (SlackApiError, SlackClientError, OSError, TimeoutError)
-
-
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Slack's size limits, with room for a closing fence and notices."""
@@ -493,13 +490,3 @@ def _message_args(text: str, activity: str, end_blocks: list[Block] | None) -> d
     blocks = [markdown(text)] if text.strip() else []
     blocks += end_blocks or []
     return {"text": text.strip() or "Answer finished.", "blocks": blocks}
-
-
-def slack_error_code(exc: BaseException) -> str:
-    """Slack's error code (`channel_not_found`), else the HTTP status or exception name."""
-    if isinstance(exc, SlackApiError):
-        data = exc.response.data
-        if isinstance(data, dict) and data.get("error"):
-            return str(data["error"])
-        return f"http_{exc.response.status_code}"
-    return type(exc).__name__

@@ -38,19 +38,19 @@ from bot.contracts.tool import SharedFile
 from bot.core.engine import Turn
 from bot.core.prompt import thread_note
 from bot.services import Deps
+from bot.slack.errors import SLACK_ERRORS, slack_error_code
 from bot.slack.format import FORMAT_NOTE, clean_input, mentioned_users
 from bot.slack.incoming import ChannelKind, Incoming
 from bot.slack.stream import (
-    SLACK_ERRORS,
     AnswerStream,
     Rendered,
     StatusFn,
     Target,
-    slack_error_code,
 )
 from bot.slack.surface import SlackSurface
 from bot.store import keys
 from bot.store.claims import claim_once
+from bot.store.turns import TurnStore
 
 log = structlog.get_logger(__name__)
 
@@ -108,9 +108,10 @@ class DisplayNames:
 
 
 class SlackTurns:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, records: TurnStore) -> None:
         assert deps.slack is not None
         self.deps = deps
+        self.records = records
         self.client: AsyncWebClient = deps.slack
         self.names = DisplayNames(deps.redis, deps.slack)
         self.interval = deps.settings.slack_update_interval
@@ -202,10 +203,9 @@ class SlackTurns:
         """Ask a failed turn's question again, as a new turn in the same thread, for `user`.
         None if the question is no longer stored."""
         thread = ThreadRef(team, channel, thread_ts)
-        stored = await self.deps.redis.hget(keys.turn(thread, turn_id), "question")
-        if not stored:
+        question = await self.records.question(thread, turn_id)
+        if not question:
             return None
-        question = str(stored)
         kind: ChannelKind = "im" if channel.startswith("D") else "channel"
         speaker = ""
         if kind == "channel":
@@ -347,12 +347,10 @@ class SlackTurns:
     async def _after_failure(self, turn: Turn, failed: TurnFailed) -> None:
         """Keep the question for "Retry"; tell the admins when they must act."""
         t = turn.thread
-        key = keys.turn(t, failed.turn_id or turn.turn_id)
         try:
-            pipe = self.deps.redis.pipeline(transaction=False)
-            pipe.hset(key, mapping={"question": turn.text, "user": turn.user})
-            pipe.expire(key, self.deps.settings.history_ttl_days * 86_400)
-            await pipe.execute()
+            await self.records.save_failure(
+                t, failed.turn_id or turn.turn_id, question=turn.text, user=turn.user
+            )
         except (RedisError, OSError) as exc:
             log.warning("retry_store_failed", error=type(exc).__name__)
         if failed.error.notify_admins:

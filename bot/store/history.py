@@ -1,15 +1,14 @@
 """Thread memory in Redis: the exact message list sent upstream, append-only, with a TTL.
 
-Messages are stored one JSON string per list item, serialised once (`prompt.dumps`) and sent
+Messages are stored one JSON string per list item, serialised once (`messages.dumps`) and sent
 back as stored, so every turn repeats earlier bytes exactly.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -68,13 +67,6 @@ class History:
             pipe.rpush(keys.history(t), *[dumps(m) for m in messages])
         pipe.hdel(keys.thread_meta(t), "prompt_tokens", "prompt_chars")
         self._expire(pipe, t)
-        await pipe.execute()
-
-    async def save_turn(self, t: ThreadRef, turn_id: str, fields: Mapping[str, str]) -> None:
-        """Per-turn facts for the Slack side: reasoning (Show reasoning), question (Retry)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(keys.turn(t, turn_id), mapping=cast(Mapping[Any, Any], fields))
-        pipe.expire(keys.turn(t, turn_id), self._ttl)
         await pipe.execute()
 
     def _expire(self, pipe: Pipeline, t: ThreadRef) -> None:
