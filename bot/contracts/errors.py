@@ -81,6 +81,12 @@ class ThreadBusy(UpstreamError):
     user_message = "This thread is still busy with an earlier question. Please try again shortly."
 
 
+class Crashed(UpstreamError):
+    """A bug on our side; the traceback is in the log, never in the message."""
+
+    user_message = "Something went wrong on my side while answering. It has been logged."
+
+
 class StoreDown(UpstreamError):
     user_message = "My memory store is unavailable right now. Please try again shortly."
     notify_admins = True

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.config import ModelTier, Settings
-from bot.contracts.errors import LengthExceeded, OverBudget, StoreDown, UpstreamError
+from bot.contracts.errors import Crashed, LengthExceeded, OverBudget, StoreDown, UpstreamError
 from bot.contracts.events import EngineEvent, ToolFinished, ToolStarted, TurnDone, TurnFailed
 from bot.contracts.messages import Message
 from bot.contracts.stream import Finish, ReasoningDelta, StreamEvent, TextDelta, ToolCall, Usage
@@ -61,7 +61,8 @@ class Turn:
 
 @dataclass(slots=True)
 class _Progress:
-    """What a turn has produced so far; what is stored if it fails."""
+    """What a turn has produced so far: what is stored if it fails, and what its `turn_end`
+    log line reports."""
 
     stored: list[Message] = field(default_factory=list)
     text: str = ""  # all answer text shown, across rounds
@@ -70,6 +71,31 @@ class _Progress:
     usage: Usage = field(default_factory=Usage)
     cost: int = 0
     calibration: tuple[int, int] | None = None
+    model: str = ""  # the model id asked, once the turn's settings are read
+    tools: list[str] = field(default_factory=list)  # names of the tools called, in order
+    started: float = field(default_factory=time.perf_counter)
+    first_text_at: float | None = None
+
+    def log_end(self, outcome: str) -> None:
+        """The turn's one summary line: tokens by kind, cost, model, tools, latency. Never
+        message text."""
+        log.info(
+            "turn_end",
+            outcome=outcome,
+            model=self.model,
+            tokens_hit=self.usage.cache_hit,
+            tokens_miss=self.usage.cache_miss,
+            tokens_output=self.usage.completion,
+            tokens_reasoning=self.usage.reasoning,
+            cost_micros=self.cost,
+            tool_calls=len(self.tools),
+            tools=",".join(dict.fromkeys(self.tools)),
+            first_text_ms=None if self.first_text_at is None else self._ms(self.first_text_at),
+            duration_ms=self._ms(time.perf_counter()),
+        )
+
+    def _ms(self, at: float) -> int:
+        return int((at - self.started) * 1000)
 
 
 class Engine:
@@ -101,29 +127,54 @@ class Engine:
     async def run(self, turn: Turn) -> AsyncIterator[EngineEvent]:
         """Run one turn: wait for the thread's earlier turns, stream the answer (with tool
         rounds) as events, store the turn, record usage. Always ends with TurnDone or
-        TurnFailed. If the consumer stops early (cancel or aclose), what arrived is stored as
-        an interrupted answer before the generator exits."""
+        TurnFailed, and logs one `turn_end` line. If the consumer stops early (cancel or
+        aclose), what arrived is stored as an interrupted answer before the generator exits.
+
+        This is the turn's boundary: any other exception (a bug) is logged with its traceback
+        and becomes `TurnFailed(Crashed())`, whose fixed sentence the surface shows.
+        `CancelledError` propagates."""
         turn_id = turn.turn_id or uuid.uuid4().hex[:12]
-        wait_s = self.settings.deepseek_total_timeout + 60
+        progress = _Progress()
+        outcome = "stopped"  # the consumer went away before the turn's last event
         with structlog.contextvars.bound_contextvars(turn_id=turn_id):
             try:
-                async with thread_turn(
-                    self.redis,
-                    turn.thread,
-                    turn_id,
-                    turn.order or time.time(),
-                    wait_s,
-                    ttl_s=self.settings.thread_lock_ttl,
-                ):
-                    async for event in self._locked(turn, turn_id):
-                        yield event
-            except UpstreamError as exc:  # waiting for the thread timed out
-                yield TurnFailed(exc, "", turn_id)
-            except (RedisError, OSError) as exc:
-                log.error("store_error", error=type(exc).__name__)
-                yield TurnFailed(StoreDown(type(exc).__name__), "", turn_id)
+                async for event in self._guarded(turn, turn_id, progress):
+                    if isinstance(event, TurnDone):
+                        outcome = "done"
+                    elif isinstance(event, TurnFailed):
+                        outcome = type(event.error).__name__
+                    yield event
+            finally:
+                progress.log_end(outcome)
 
-    async def _locked(self, turn: Turn, turn_id: str) -> AsyncIterator[EngineEvent]:
+    async def _guarded(
+        self, turn: Turn, turn_id: str, progress: _Progress
+    ) -> AsyncIterator[EngineEvent]:
+        """The turn inside the thread's lock, every failure turned into TurnFailed."""
+        wait_s = self.settings.deepseek_total_timeout + 60
+        try:
+            async with thread_turn(
+                self.redis,
+                turn.thread,
+                turn_id,
+                turn.order or time.time(),
+                wait_s,
+                ttl_s=self.settings.thread_lock_ttl,
+            ):
+                async for event in self._locked(turn, turn_id, progress):
+                    yield event
+        except UpstreamError as exc:  # waiting for the thread timed out
+            yield TurnFailed(exc, "", turn_id)
+        except (RedisError, OSError) as exc:
+            log.error("store_error", error=type(exc).__name__)
+            yield TurnFailed(StoreDown(type(exc).__name__), progress.text, turn_id, progress.usage)
+        except Exception:
+            log.exception("turn_crashed")
+            yield TurnFailed(Crashed(), progress.text, turn_id, progress.usage)
+
+    async def _locked(
+        self, turn: Turn, turn_id: str, progress: _Progress
+    ) -> AsyncIterator[EngineEvent]:
         t = turn.thread
         # Independent reads, concurrently: one round trip's wait instead of three.
         state, prefs, verdict = await asyncio.gather(
@@ -141,6 +192,7 @@ class Engine:
             yield TurnFailed(OverBudget(), "", turn_id)
             return
         tier: ModelTier = "flash" if verdict == "flash" else prefs.model
+        progress.model = self.settings.model_id(tier)
 
         system = prompt.system_message(turn.format_note)
         question = prompt.user_message(
@@ -153,7 +205,7 @@ class Engine:
             await self.history.replace(t, history)
             log.info("history_trimmed", kept=len(history))
 
-        progress = _Progress(stored=[question])
+        progress.stored.append(question)
         try:
             async for event in self._rounds(turn, tier, prefs, [system, *history], progress):
                 yield event
@@ -172,7 +224,7 @@ class Engine:
         yield TurnDone(
             progress.text,
             progress.reasoning,
-            self.settings.model_id(tier),
+            progress.model,
             prefs.thinking,
             progress.usage,
             progress.cost,
@@ -206,6 +258,8 @@ class Engine:
             )
             async for ev in self._billed(stream, turn, tier, model, prefs.thinking, progress):
                 if isinstance(ev, TextDelta):
+                    if progress.first_text_at is None:
+                        progress.first_text_at = time.perf_counter()
                     progress.text += ev.text
                     progress.pending += ev.text
                     yield ev
@@ -246,6 +300,7 @@ class Engine:
             files=list(turn.files),
         )
         labels = {c.id: self._label(c) for c in calls}
+        progress.tools.extend(c.name for c in calls)
         for c in calls:
             yield ToolStarted(c.id, c.name, labels[c.id])
         queue: asyncio.Queue[tuple[ToolCall, str, bool, int]] = asyncio.Queue()

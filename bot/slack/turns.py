@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.contracts.errors import UpstreamError
+from bot.contracts.errors import Crashed, UpstreamError
 from bot.contracts.events import TurnFailed
 from bot.contracts.thread import ThreadRef
 from bot.contracts.tool import SharedFile
@@ -235,13 +235,16 @@ class SlackTurns:
         status: StatusFn | None = None,
         first: Awaitable[None] | None = None,
     ) -> Rendered:
-        """Stream the engine's answer to `turn` into its thread; then handle a failure."""
+        """Stream the engine's answer to `turn` into its thread; then handle a failure.
+
+        The Slack side's turn boundary: the engine turns its own failures into TurnFailed;
+        an exception from rendering (a bug) is logged with its traceback, and the thread gets
+        `Crashed`'s fixed sentence instead of a silent stop."""
         t = turn.thread
         with structlog.contextvars.bound_contextvars(
             team=t.team, channel=t.channel, thread=t.thread_ts, turn_id=turn.turn_id
         ):
             async with self.deps.busy():
-                started = time.perf_counter()
                 stream = AnswerStream(
                     self.client,
                     Target(t.channel, t.thread_ts, recipient_team, turn.user),
@@ -251,18 +254,26 @@ class SlackTurns:
                     status=status,
                     first=first,
                 )
-                rendered = await stream.render(self.deps.engine.run(turn))
+                try:
+                    rendered = await stream.render(self.deps.engine.run(turn))
+                except Exception:
+                    log.exception("answer_crashed")
+                    delivered = await self._say(t, Crashed.user_message)
+                    return Rendered(
+                        TurnFailed(Crashed(), "", turn.turn_id), "", delivered=delivered
+                    )
                 if isinstance(rendered.end, TurnFailed):
                     await self._after_failure(turn, rendered.end)
-                log.info(
-                    "answer_rendered",
-                    outcome="done" if not isinstance(rendered.end, TurnFailed) else "failed",
-                    messages=len(rendered.messages),
-                    fell_back=rendered.fell_back,
-                    delivered=rendered.delivered,
-                    duration_ms=int((time.perf_counter() - started) * 1000),
-                )
                 return rendered
+
+    async def _say(self, t: ThreadRef, text: str) -> bool:
+        """Post a short notice in the thread; False if Slack refused it."""
+        try:
+            await self.client.chat_postMessage(channel=t.channel, thread_ts=t.thread_ts, text=text)
+        except SLACK_ERRORS as exc:
+            log.warning("notice_failed", error=slack_error_code(exc))
+            return False
+        return True
 
     # --- helpers ---------------------------------------------------------------------------
 
