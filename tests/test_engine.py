@@ -334,8 +334,8 @@ async def test_consumer_cancel_keeps_partial_answer(
 async def test_settings_and_usage_recorded(
     deps: Deps, fake_deepseek: FakeDeepSeek, redis: Redis
 ) -> None:
-    await deps.prefs.set_user("T1", "U1", "model", "pro")
-    await deps.prefs.set_user("T1", "U1", "thinking", "off")
+    await deps.prefs.set("T1", "user", "U1", "model", "pro")
+    await deps.prefs.set("T1", "user", "U1", "thinking", "off")
     fake_deepseek.push(tool_reply([("echo", {"text": "x"})]), text_reply("ok"))
     events = await run(deps.engine, "hi")
     done = last(events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -20,9 +21,24 @@ from bot.deepseek.sse import (
     StreamParser,
     completion_events,
     merge_deltas,
-    parse_stream,
     parse_usage,
 )
+
+
+def parse_stream(chunks: Iterable[bytes]) -> list[StreamEvent]:
+    """Parse a whole body given as network chunks, the way the client drives the parser; the
+    last event is `Finish`.
+
+    Raises MalformedStream, ErrorChunk or IncompleteStream."""
+    parser = StreamParser()
+    events: list[StreamEvent] = []
+    for chunk in chunks:
+        events += parser.feed(chunk)
+        if parser.done:
+            break
+    events += parser.close()
+    events.append(parser.finish())
+    return events
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:

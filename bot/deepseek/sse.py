@@ -492,21 +492,6 @@ def merge_deltas(events: list[StreamEvent]) -> list[StreamEvent]:
     return merged
 
 
-def parse_stream(chunks: Iterable[bytes]) -> list[StreamEvent]:
-    """Parse a whole body given as network chunks; the last event is `Finish`.
-
-    Raises MalformedStream, ErrorChunk or IncompleteStream."""
-    parser = StreamParser()
-    events: list[StreamEvent] = []
-    for chunk in chunks:
-        events += parser.feed(chunk)
-        if parser.done:
-            break
-    events += parser.close()
-    events.append(parser.finish())
-    return events
-
-
 def completion_events(obj: Mapping[str, Any]) -> list[StreamEvent]:
     """Events for a whole (non-streamed) `chat.completion` object, as a gateway that ignores
     `stream: true` sends it; the last event is `Finish`.

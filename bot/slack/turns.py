@@ -258,22 +258,18 @@ class SlackTurns:
                     rendered = await stream.render(self.deps.engine.run(turn))
                 except Exception:
                     log.exception("answer_crashed")
-                    delivered = await self._say(t, Crashed.user_message)
-                    return Rendered(
-                        TurnFailed(Crashed(), "", turn.turn_id), "", delivered=delivered
-                    )
+                    await self._say(t, Crashed.user_message)
+                    return Rendered(TurnFailed(Crashed(), "", turn.turn_id), "")
                 if isinstance(rendered.end, TurnFailed):
                     await self._after_failure(turn, rendered.end)
                 return rendered
 
-    async def _say(self, t: ThreadRef, text: str) -> bool:
-        """Post a short notice in the thread; False if Slack refused it."""
+    async def _say(self, t: ThreadRef, text: str) -> None:
+        """Post a short notice in the thread; best effort."""
         try:
             await self.client.chat_postMessage(channel=t.channel, thread_ts=t.thread_ts, text=text)
         except SLACK_ERRORS as exc:
             log.warning("notice_failed", error=slack_error_code(exc))
-            return False
-        return True
 
     # --- helpers ---------------------------------------------------------------------------
 

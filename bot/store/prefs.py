@@ -152,12 +152,6 @@ class Prefs:
         await self._redis.delete(key)
         self._cache.drop(key)
 
-    async def set_user(self, team: str, user: str, name: str, value: str) -> None:
-        await self.set(team, "user", user, cast(PrefName, name), value)
-
-    async def set_channel(self, team: str, channel: str, name: str, value: str) -> None:
-        await self.set(team, "channel", channel, cast(PrefName, name), value)
-
     @staticmethod
     def _key(team: str, scope: Scope, owner: str) -> str:
         return keys.user_prefs(team, owner) if scope == "user" else keys.channel_prefs(team, owner)

@@ -33,9 +33,7 @@ class TurnStore:
         self, t: ThreadRef, turn_id: str, *, question: str, reasoning: str, model: str
     ) -> None:
         """Keep a finished turn's question, reasoning and tier."""
-        await self._save(
-            t, turn_id, {"question": question, "reasoning": reasoning, "model": model}
-        )
+        await self._save(t, turn_id, {"question": question, "reasoning": reasoning, "model": model})
 
     async def save_failure(self, t: ThreadRef, turn_id: str, *, question: str, user: str) -> None:
         """Keep a failed turn's question and asker, for "Retry"."""
