@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     del args
     # What is alive now (modules, the app) lives as long as the process: keep it out of the
-    # cyclic GC's full collections, which otherwise walk ~100k objects each time (~60 ms of
-    # stalled event loop: every answer in flight waits).
+    # cyclic GC's full collections, which otherwise walk every start-up object each time and
+    # stall the event loop, so every answer in flight waits.
     gc.freeze()
     run(serve(bot))
     return 0

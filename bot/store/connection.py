@@ -21,10 +21,9 @@ def open_redis(settings: Settings) -> Redis:
     nothing kept across restarts). Connects lazily: nothing happens until the first command."""
     if settings.redis_url:
         # The plain pool, not redis-py's BlockingConnectionPool: that one takes a Condition
-        # and a timer around every checkout and return, which at 200 concurrent streams
-        # queued Redis commands behind each other (a round trip took 20-40 ms at p99 while
-        # the event loop's own lag was 5 ms; bench/README.md, "Load"). The plain pool's
-        # default cap of 100 is what made bursts fail, hence the higher cap above.
+        # and a timer around every checkout and return, which under many concurrent streams
+        # queues Redis commands behind each other (figures in bench/README.md, "Design
+        # figures"). The plain pool's default cap of 100 fails bursts, hence the higher cap.
         pool = ConnectionPool.from_url(
             settings.redis_url,
             decode_responses=True,
