@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings)
-        from bot.app import build_app, serve
+        from bot.app import build_app
+        from bot.slack.server import serve
 
         bot = build_app(settings)
     except ConfigError as exc:

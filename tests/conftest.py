@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from bot.app import BotApp, build_app
+from bot.app import build_app
+from bot.slack.server import BotApp
 from bot.config import Settings
 from tests.fakes.deepseek import FakeDeepSeek
 from tests.fakes.slack import FakeSlack

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from bot.app import SHUTDOWN_GRACE_S
 from bot.config import Settings
+from bot.slack.server import SHUTDOWN_GRACE_S
 
 ROOT = Path(__file__).resolve().parent.parent
 
