@@ -15,8 +15,7 @@ from bot.contracts.events import TurnDone, TurnFailed
 from bot.core.engine import Turn
 from bot.services import Deps, build_deps
 from bot.slack.incoming import Incoming
-from bot.slack.turns import SlackTurns
-from bot.store.turns import TurnStore
+from bot.slack.services import SlackServices
 from tests.conftest import RunningBot
 from tests.fakes.deepseek import FakeDeepSeek, text_reply, tool_reply
 from tests.test_engine import THREAD, Echo, engine_settings, run, with_tools
@@ -101,7 +100,7 @@ async def test_a_rendering_bug_leaves_a_sentence_in_the_thread(bot: RunningBot) 
 
     top = fake.add_message("C1", "hello")
     msg = Incoming("T1", "C1", "U1", "read this page", top.ts, top.ts, "channel", ("Ev1",), "T1")
-    turns = SlackTurns(running, TurnStore(running.redis, 3600))
+    turns = SlackServices.build(running).turns
     with capture_logs() as logs:
         rendered = await turns.answer(msg, bot_user_id="UBOT", status=broken_status)
     assert rendered is not None and isinstance(rendered.end, TurnFailed)

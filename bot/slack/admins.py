@@ -1,4 +1,4 @@
-"""Who is an admin on Slack, and telling admins things.
+"""Admins on Slack: who they are, and the notices they get (budget alerts, failing answers).
 
 Admins are `ADMIN_USER_IDS` plus the workspace's admins and owners per `users.info`, cached in
 Redis (`keys.is_admin`) for `ADMIN_CACHE_S` so a command costs no Slack call most of the time.
@@ -6,14 +6,19 @@ Redis (`keys.is_admin`) for `ADMIN_CACHE_S` so a command costs no Slack call mos
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.contracts.errors import UpstreamError
+from bot.contracts.thread import ThreadRef
 from bot.deepseek.pricing import format_usd
-from bot.slack.errors import slack_error_code
+from bot.slack.errors import SLACK_ERRORS, slack_error_code
 from bot.store import keys
 from bot.usage.ledger import BudgetAlert
 from bot.usage.reports import format_money
@@ -23,6 +28,7 @@ log = structlog.get_logger(__name__)
 # Long enough that commands rarely call users.info, short enough that a promotion or
 # demotion in Slack shows within minutes.
 ADMIN_CACHE_S = 600
+NOTICE_TTL_S = 3_600  # one failure notice per team and kind of failure an hour
 
 
 class SlackAdmins:
@@ -30,6 +36,7 @@ class SlackAdmins:
         self._settings = settings
         self._redis = redis
         self._client = client
+        self._noticed: dict[tuple[str, str], float] = {}  # (team, kind) -> last failure notice
 
     async def is_admin(self, team: str, user: str) -> bool:
         """True for ADMIN_USER_IDS and workspace admins/owners. If Slack cannot be asked,
@@ -83,3 +90,38 @@ class SlackAdmins:
             except SlackApiError as exc:
                 log.warning("budget_notice_failed", error=slack_error_code(exc))
         log.info("budget_notice_sent", threshold=alert.threshold, recipients=len(recipients))
+
+    async def notify_failure(self, t: ThreadRef, error: UpstreamError) -> None:
+        """DM ADMIN_USER_IDS that answers fail in a way they must fix (`notify_admins`), at
+        most once an hour per team and kind of failure."""
+        kind = type(error).__name__
+        admins = sorted(self._settings.admin_user_ids)
+        if not admins:
+            return
+        # Once an hour per kind across replicas (Redis); this process's own memory keeps
+        # the promise for itself while Redis is down (StoreDown is one such kind).
+        now = time.monotonic()
+        last = self._noticed.get((t.team, kind))
+        if last is not None and now - last < NOTICE_TTL_S:
+            return
+        try:
+            first = await self._redis.set(
+                keys.notice(t.team, f"upstream:{kind}"), "1", nx=True, ex=NOTICE_TTL_S
+            )
+        except (RedisError, OSError):
+            first = True
+        self._noticed[(t.team, kind)] = now
+        if not first:
+            return
+        status = f", HTTP {error.status}" if error.status else ""
+        text = (
+            f"DeepSeek answers are failing in <#{t.channel}>: {error.user_message} "
+            f"({kind}{status}; details in the bot's logs). "
+            "I will not repeat this notice for an hour."
+        )
+        for admin in admins:
+            try:
+                await self._client.chat_postMessage(channel=await self.dm(admin), text=text)
+            except SLACK_ERRORS as exc:
+                log.warning("admin_notice_failed", error=slack_error_code(exc))
+        log.info("admin_notice_sent", kind=kind, admins=len(admins))

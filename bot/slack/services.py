@@ -43,4 +43,4 @@ class SlackServices:
             deps.settings, deps.prefs, deps.ledger, admins.is_admin, SLACK_STYLE
         )
         records = TurnStore(deps.redis, deps.settings.history_ttl_days * 86_400)
-        return cls(deps, SlackTurns(deps, records), admins, commands, records)
+        return cls(deps, SlackTurns(deps, records, admins), admins, commands, records)

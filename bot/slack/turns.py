@@ -5,48 +5,44 @@
    and the client message id);
 2. marks the thread as one the bot answers in (follow-ups need no mention);
 3. builds the engine `Turn`: text cleaned (`format.clean_input`) with display names
-   from a Redis cache (`keys.display_name`, `NAME_TTL_S`), shared files prepared by the
+   (`names.DisplayNames`), shared files prepared by the
    thread's `SlackSurface` (small text files inlined, the rest for `read_snippet`), the thread
    note (date and place, used by the engine only where a thread starts), Slack's formatting
    note, and a `rebuild` callback that reads the thread from Slack (`conversations.replies`)
    if Redis has no history;
 4. streams `Engine.run(turn)` into the thread (`stream.AnswerStream`) inside
-   `deps.busy()`, with team, channel, thread and turn id bound to every log line;
-5. after a failed turn, keeps its question for "Retry" and, for failures an admin must fix
-   (`notify_admins`), DMs ADMIN_USER_IDS at most once an hour per kind (`keys.notice`).
+   `deps.busy()`, with team, channel, thread and turn id bound to every log line: the Slack
+   side's turn boundary;
+5. after a failed turn, keeps its question for "Retry" (`TurnStore`) and, for failures an
+   admin must fix (`notify_admins`), tells the admins (`SlackAdmins.notify_failure`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.contracts.errors import Crashed, UpstreamError
+from bot.contracts.errors import Crashed
 from bot.contracts.events import TurnFailed
 from bot.contracts.thread import ThreadRef
 from bot.contracts.tool import SharedFile
 from bot.core.engine import Turn
 from bot.core.prompt import thread_note
 from bot.services import Deps
+from bot.slack.admins import SlackAdmins
 from bot.slack.errors import SLACK_ERRORS, slack_error_code
 from bot.slack.format import FORMAT_NOTE, clean_input, mentioned_users
 from bot.slack.incoming import ChannelKind, Incoming
-from bot.slack.stream import (
-    AnswerStream,
-    Rendered,
-    StatusFn,
-    Target,
-)
+from bot.slack.names import DisplayNames
+from bot.slack.stream import AnswerStream, Rendered, StatusFn, Target
 from bot.slack.surface import SlackSurface
 from bot.store import keys
 from bot.store.claims import claim_once
@@ -54,69 +50,22 @@ from bot.store.turns import TurnStore
 
 log = structlog.get_logger(__name__)
 
-NAME_TTL_S = 86_400  # display names change rarely; a day-old name is fine
-NOTICE_TTL_S = 3_600  # one admin DM per kind of failure per hour
 REBUILD_PAGES = 5  # conversations.replies pages read when rebuilding a thread (200 each)
 
 # Called once a delivery is claimed, with True if the bot had not answered in the thread yet.
 OnStart = Callable[[bool], Awaitable[None]]
 
 
-class DisplayNames:
-    """Display names by user id, cached in Redis; `users.info` on a miss."""
-
-    def __init__(self, redis: Redis, client: AsyncWebClient) -> None:
-        self.redis = redis
-        self.client = client
-
-    async def get(self, team: str, users: Sequence[str]) -> dict[str, str]:
-        """Names for `users` (one Redis round trip when all are cached). A user Slack does
-        not know keeps no name (callers fall back to the markup's label or the id)."""
-        users = list(dict.fromkeys(u for u in users if u))
-        if not users:
-            return {}
-        try:
-            cached = await self.redis.mget([keys.display_name(team, u) for u in users])
-        except (RedisError, OSError):
-            cached = [None] * len(users)  # the store is down: ask Slack, the turn goes on
-        names = {u: str(n) for u, n in zip(users, cached, strict=True) if n}
-        missing = [u for u in users if u not in names]
-        if missing:
-            found = await asyncio.gather(*(self._fetch(u) for u in missing))
-            fresh = {u: n for u, n in zip(missing, found, strict=True) if n}
-            if fresh:
-                pipe = self.redis.pipeline(transaction=False)
-                for user, name in fresh.items():
-                    pipe.set(keys.display_name(team, user), name, ex=NAME_TTL_S)
-                with contextlib.suppress(RedisError, OSError):
-                    await pipe.execute()
-            names.update(fresh)
-        return names
-
-    async def _fetch(self, user: str) -> str:
-        try:
-            resp = await self.client.users_info(user=user)
-        except SLACK_ERRORS as exc:
-            log.info("users_info_failed", error=slack_error_code(exc))
-            return ""
-        info = resp.get("user") or {}
-        profile = info.get("profile") or {}
-        for name in (profile.get("display_name"), profile.get("real_name"), info.get("name")):
-            if isinstance(name, str) and name.strip():
-                return name.strip()
-        return ""
-
-
 class SlackTurns:
-    def __init__(self, deps: Deps, records: TurnStore) -> None:
+    def __init__(self, deps: Deps, records: TurnStore, admins: SlackAdmins) -> None:
         assert deps.slack is not None
         self.deps = deps
         self.records = records
+        self.admins = admins
         self.client: AsyncWebClient = deps.slack
         self.names = DisplayNames(deps.redis, deps.slack)
         self.interval = deps.settings.slack_update_interval
         self._channel_names: dict[str, str] = {}  # per process: channels are rarely renamed
-        self._noticed: dict[tuple[str, str], float] = {}  # (team, kind) -> last admin notice
 
     async def answer(
         self,
@@ -361,41 +310,7 @@ class SlackTurns:
         except (RedisError, OSError) as exc:
             log.warning("retry_store_failed", error=type(exc).__name__)
         if failed.error.notify_admins:
-            await self._notify_admins(t, failed.error)
-
-    async def _notify_admins(self, t: ThreadRef, error: UpstreamError) -> None:
-        kind = type(error).__name__
-        admins = sorted(self.deps.settings.admin_user_ids)
-        if not admins:
-            return
-        # Once an hour per kind across replicas (Redis); this process's own memory keeps
-        # the promise for itself while Redis is down (StoreDown is one such kind).
-        now = time.monotonic()
-        last = self._noticed.get((t.team, kind))
-        if last is not None and now - last < NOTICE_TTL_S:
-            return
-        try:
-            first = await self.deps.redis.set(
-                keys.notice(t.team, f"upstream:{kind}"), "1", nx=True, ex=NOTICE_TTL_S
-            )
-        except (RedisError, OSError):
-            first = True
-        self._noticed[(t.team, kind)] = now
-        if not first:
-            return
-        status = f", HTTP {error.status}" if error.status else ""
-        text = (
-            f"DeepSeek answers are failing in <#{t.channel}>: {error.user_message} "
-            f"({kind}{status}; details in the bot's logs). "
-            "I will not repeat this notice for an hour."
-        )
-        for admin in admins:
-            try:
-                dm = await self.client.conversations_open(users=admin)
-                await self.client.chat_postMessage(channel=dm["channel"]["id"], text=text)
-            except SLACK_ERRORS as exc:
-                log.warning("admin_notice_failed", error=slack_error_code(exc))
-        log.info("admin_notice_sent", kind=kind, admins=len(admins))
+            await self.admins.notify_failure(t, failed.error)
 
 
 def _before(ts: Any, limit: str) -> bool:
