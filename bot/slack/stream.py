@@ -42,7 +42,8 @@ log = structlog.get_logger(__name__)
 StatusFn = Callable[[str], Awaitable[None]]
 
 EMPTY_ANSWER = "_DeepSeek returned an empty answer._"
-# What a Slack Web API call can raise: Slack's refusal, or the network failing under it.
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Slack's size limits, with room for a closing fence and notices."""
