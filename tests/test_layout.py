@@ -8,6 +8,7 @@ inside functions and under `TYPE_CHECKING`: a cycle there is a cycle a reader mu
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,3 +86,19 @@ def test_no_import_cycles_between_parts() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_path_the_readme_architecture_names_exists() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    paths = set(re.findall(r"`((?:bot|handlers|tools|tests)/[\w/.]*)`", section))
+    assert len(paths) > 20
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, f"README names paths that do not exist: {missing}"
+
+
+def test_every_package_of_bot_is_in_the_readme_architecture() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    packages = sorted(p.name for p in (ROOT / "bot").iterdir() if (p / "__init__.py").exists())
+    assert [p for p in packages if f"`bot/{p}/`" not in section] == []
