@@ -2,8 +2,9 @@
 busy month (issue 7).
 
 Fills 30 days with calls from `--users` people in `--channels` channels, then times
-`record`, `budget_verdict`, `user_usage(30d)` and `report(30d)` (one pipelined round trip
-of HGETALLs, however many people), and prints the memory the aggregates take.
+`recorder.record`, `budgets.verdict`, `reports.user_usage(30d)` and `reports.report(30d)`
+(one pipelined round trip of server-side merges, however many days or people), and prints
+the memory the aggregates take.
 
     .venv/bin/python -m bench.ledger [--users 500] [--channels 50] [--calls 20000]
 """
@@ -24,7 +25,8 @@ from redis.asyncio import Redis
 from bot.config import Settings
 from bot.contracts.stream import Usage
 from bot.deepseek.pricing import PriceTable
-from bot.usage.ledger import Ledger, UsageRecord
+from bot.usage.ledger import Ledger
+from bot.usage.recorder import UsageRecord
 from tests.conftest import RedisProcess
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -76,13 +78,13 @@ async def main(users: int, channels: int, calls: int) -> None:
 
         async def one(rec: UsageRecord) -> None:
             async with sem:
-                await ledger.record(rec)
+                await ledger.recorder.record(rec)
 
         await asyncio.gather(*(one(r) for r in records))
         fill_s = time.perf_counter() - start
         memory = (await redis.info("memory"))["used_memory"]
-        await ledger.set_budget("T1", "user", 5_000_000, by="UADMIN")
-        await ledger.set_budget("T1", "workspace", 10**12, by="UADMIN")
+        await ledger.budgets.set_cap("T1", "user", 5_000_000, by="UADMIN")
+        await ledger.budgets.set_cap("T1", "workspace", 10**12, by="UADMIN")
 
         rec = records[0]
         print(
@@ -91,15 +93,15 @@ async def main(users: int, channels: int, calls: int) -> None:
         print(f"  = {calls / fill_s:,.0f} records/s at concurrency 50")
         print(f"redis used_memory after fill: {memory / 1e6:.1f} MB")
         for name, fn, n in [
-            ("record (one MULTI)", lambda: ledger.record(rec), 500),
-            ("budget_verdict", lambda: ledger.budget_verdict("T1", "U00001"), 500),
-            ("user_usage 30d", lambda: ledger.user_usage("T1", "U00001", "30d"), 200),
-            ("report today", lambda: ledger.report("T1", "today"), 50),
-            ("report 30d", lambda: ledger.report("T1", "30d"), 20),
+            ("record (one MULTI)", lambda: ledger.recorder.record(rec), 500),
+            ("budget verdict", lambda: ledger.budgets.verdict("T1", "U00001"), 500),
+            ("user_usage 30d", lambda: ledger.reports.user_usage("T1", "U00001", "30d"), 200),
+            ("report today", lambda: ledger.reports.report("T1", "today"), 50),
+            ("report 30d", lambda: ledger.reports.report("T1", "30d"), 20),
         ]:
             median, p99 = await timed(fn, n)
             print(f"{name:<20} median {median:7.2f} ms   p99 {p99:7.2f} ms   (n={n})")
-        report = await ledger.report("T1", "30d")
+        report = await ledger.reports.report("T1", "30d")
         print(
             f"report 30d: {report.total.requests:,} requests, {len(report.by_user)} users, "
             f"{len(report.by_channel)} channels, cost ${report.total.cost / 1e6:,.2f}"

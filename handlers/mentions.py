@@ -17,6 +17,7 @@ log = structlog.get_logger(__name__)
 
 def register(app: AsyncApp, services: SlackServices) -> None:
     turns = services.turns
+
     @app.event("app_mention")
     async def on_mention(body: dict[str, Any], context: AsyncBoltContext) -> None:
         event = body.get("event") or {}

@@ -20,7 +20,7 @@ from bot.contracts.stream import Usage
 from bot.contracts.thread import ThreadRef
 from bot.core.engine import Turn
 from bot.deepseek.pricing import PriceTable
-from bot.usage.ledger import UsageRecord
+from bot.usage.recorder import UsageRecord
 from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import Call, FakeSlack
@@ -63,7 +63,7 @@ async def record(
     """Record one upstream call the way the engine does; returns its cost."""
     deps = bot.app.deps
     cost = deps.prices.cost_micros(tier, usage)
-    await deps.ledger.record(
+    await deps.ledger.recorder.record(
         UsageRecord(
             team="T1",
             user=user,
@@ -317,7 +317,7 @@ async def test_non_admins_see_no_figures(pinned: RunningBot) -> None:
         assert reply.args["text"] == f"`{name}` is for workspace admins."
         assert "$" not in shown(reply)
     assert not pinned.fake_slack.uploads
-    assert (await pinned.app.deps.ledger.budgets("T1")).user_daily is None
+    assert (await pinned.app.deps.ledger.budgets.caps("T1")).user_daily is None
 
 
 async def test_workspace_admins_per_users_info_are_cached(pinned: RunningBot) -> None:
@@ -372,7 +372,7 @@ async def test_user_budget_refuses_turns_at_the_cap(pinned: RunningBot) -> None:
         "Daily cap per person set to $0.30. At the cap, new questions are politely refused."
     )
     await record(pinned, "pro", PRO, user="U1")  # $0.2639
-    assert await pinned.app.deps.ledger.budget_verdict("T1", "U1") == "ok"
+    assert await pinned.app.deps.ledger.budgets.verdict("T1", "U1") == "ok"
     await record(pinned, "flash", FLASH, user="U1")  # $0.3070 in all
     events = await run_turn(pinned, user="U1")
     assert len(events) == 1 and isinstance(events[0], TurnFailed)
@@ -386,7 +386,7 @@ async def test_user_budget_refuses_turns_at_the_cap(pinned: RunningBot) -> None:
     assert "- Daily cap per person: $0.30 (set by <@UADMIN>)" in listing.args["text"]
     removed = await slash(pinned, "budget user off", user="UADMIN")
     assert removed.args["text"] == "Daily cap per person removed."
-    assert await pinned.app.deps.ledger.budget_verdict("T1", "U1") == "ok"
+    assert await pinned.app.deps.ledger.budgets.verdict("T1", "U1") == "ok"
 
 
 async def test_workspace_budget_alerts_admins_once_at_80_percent(
@@ -411,10 +411,10 @@ async def test_workspace_budget_alerts_admins_once_at_80_percent(
     )
     await record(pinned, "flash", FLASH, user="U2")  # 95%: already told
     assert len(fake_slack.calls_of("chat.postMessage")) == 2
-    assert await pinned.app.deps.ledger.budget_verdict("T1", "U1") == "ok"
+    assert await pinned.app.deps.ledger.budgets.verdict("T1", "U1") == "ok"
     assert "Workspace" not in shown(await slash(pinned, "usage", user="U1"))
     await record(pinned, "flash", FLASH, user="U2")  # $0.5226: at the cap
-    assert await pinned.app.deps.ledger.budget_verdict("T1", "U1") == "refuse"
+    assert await pinned.app.deps.ledger.budgets.verdict("T1", "U1") == "refuse"
     member = await slash(pinned, "settings", user="U1")
     assert member.args["text"].endswith(
         "The workspace reached its monthly cap; an admin can raise it."

@@ -355,5 +355,5 @@ async def test_content_filtered_answer_is_still_billed(
     assert isinstance(failed, TurnFailed) and type(failed.error).__name__ == "ContentFiltered"
     assert failed.partial == "Some text before"
     assert failed.usage.prompt > 0  # the gateway billed it, so the ledger has it
-    _, metrics = await deps.ledger.user_usage("T1", "U1", "today")
+    _, metrics = await deps.ledger.reports.user_usage("T1", "U1", "today")
     assert metrics.requests == 1 and metrics.out == failed.usage.completion > 0

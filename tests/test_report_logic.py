@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from bot.config import Price
-from bot.usage.ledger import Budgets
+from bot.config import Gateway, ModelTier, Price
+from bot.contracts.stream import Usage
+from bot.deepseek.pricing import DEFAULT_PRICES, PriceTable, dollars_to_micros
+from bot.usage.aggregates import parse_members, parse_total
+from bot.usage.budgets import Caps
 from bot.usage.report_blocks import budget_line
 from bot.usage.reports import (
     DailyRow,
@@ -17,16 +20,13 @@ from bot.usage.reports import (
     Report,
     cost_markdown,
     daily_csv,
-    describe_prices,
     format_money,
     format_ratio,
-    merge,
-    parse_members,
-    parse_total,
     percent_of,
     period_days,
     top,
     usage_markdown,
+    utc_day,
 )
 
 D = Decimal
@@ -71,14 +71,38 @@ def test_parse_total_ignores_unknown_fields() -> None:
     assert parse_total(raw) == Metrics(requests=3, hit=10, miss=5, cost=7)
 
 
-def test_merge_and_top() -> None:
-    day1 = {"U1": Metrics(requests=1, cost=10), "U2": Metrics(requests=5, cost=10)}
-    day2 = {"U1": Metrics(requests=1, cost=5), "U3": Metrics(requests=1, cost=1)}
-    merged = merge([day1, day2])
-    assert merged["U1"] == Metrics(requests=2, cost=15)
-    # Highest cost first; equal cost: more requests first.
-    assert [k for k, _ in top(merged, 3)] == ["U1", "U2", "U3"]
-    assert [k for k, _ in top(merged, 1)] == ["U1"]
+MEMBERS = {
+    "U1": Metrics(requests=2, cost=15),
+    "U2": Metrics(requests=5, cost=10),
+    "U4": Metrics(requests=1, cost=10),
+    "U3": Metrics(requests=1, cost=10),
+}
+
+
+@pytest.mark.parametrize(
+    ("n", "ranked"),
+    [
+        # Highest cost first; equal cost: more requests first, then by name.
+        (4, ["U1", "U2", "U3", "U4"]),
+        (1, ["U1"]),
+        (0, []),
+    ],
+)
+def test_top(n: int, ranked: list[str]) -> None:
+    assert [k for k, _ in top(MEMBERS, n)] == ranked
+
+
+@pytest.mark.parametrize(
+    ("at", "day"),
+    [
+        (datetime(2026, 11, 7, 23, 59, tzinfo=UTC), date(2026, 11, 7)),
+        (datetime(2026, 11, 8, 1, 30, tzinfo=timezone(timedelta(hours=3))), date(2026, 11, 7)),
+        (datetime(2026, 11, 7, 22, 0, tzinfo=timezone(timedelta(hours=-3))), date(2026, 11, 8)),
+        (datetime(2026, 11, 7, 23, 59), date(2026, 11, 7)),  # naive: already UTC
+    ],
+)
+def test_utc_day(at: datetime, day: date) -> None:
+    assert utc_day(at) == day
 
 
 @pytest.mark.parametrize(
@@ -125,6 +149,48 @@ def test_metrics_ratio_and_counters() -> None:
     }
 
 
+PRO = Usage(
+    prompt=1_000_000, completion=200_000, cache_hit=800_000, cache_miss=200_000, reasoning=50_000
+)
+FLASH = Usage(prompt=500_000, completion=100_000, cache_hit=400_000, cache_miss=100_000)
+PROMPT_ONLY = Usage(prompt=1000, completion=10)  # a gateway that gives no hit/miss split
+
+
+@pytest.mark.parametrize(
+    ("gateway", "tier", "usage", "cost", "saved"),
+    [
+        # Hand-computed in tests/test_ledger.py from the default price tables.
+        ("deepseek", "pro", PRO, 263_900, 345_100),
+        ("deepseek", "flash", FLASH, 43_120, 54_880),
+        ("ourtoken", "pro", PRO, 211_200, 276_000),
+        ("ourtoken", "flash", FLASH, 34_496, 43_904),
+        # No cache-hit price: hits are billed as misses, so the cache saves nothing.
+        ("tokenhub", "pro", PRO, 2_520_000, 0),
+        ("tokenhub", "flash", FLASH, 105_000, 0),
+        # All prompt tokens are misses: 1000*0.14 + 10*0.28 = 142.8.
+        ("deepseek", "flash", PROMPT_ONLY, 143, 0),
+        # 150*0.87 = 130.5: rounded half-up, once per call.
+        ("deepseek", "pro", Usage(prompt=0, completion=150), 131, 0),
+    ],
+)
+def test_price_table(
+    gateway: Gateway, tier: ModelTier, usage: Usage, cost: int, saved: int
+) -> None:
+    table = PriceTable(gateway, DEFAULT_PRICES[gateway])
+    assert (table.cost_micros(tier, usage), table.saved_by_cache_micros(tier, usage)) == (
+        cost,
+        saved,
+    )
+
+
+@pytest.mark.parametrize(
+    ("dollars", "micros"),
+    [("5", 5_000_000), ("0.0123", 12_300), ("1.2345674", 1_234_567), ("0.0000005", 1)],
+)
+def test_dollars_to_micros(dollars: str, micros: int) -> None:
+    assert dollars_to_micros(Decimal(dollars)) == micros
+
+
 @pytest.mark.parametrize(
     ("gateway", "prices", "expected"),
     [
@@ -145,7 +211,7 @@ def test_metrics_ratio_and_counters() -> None:
     ],
 )
 def test_describe_prices(gateway: str, prices: dict[str, Price], expected: str) -> None:
-    assert describe_prices(gateway, prices) == expected  # type: ignore[arg-type]
+    assert PriceTable(gateway, prices).describe() == expected  # type: ignore[arg-type]
 
 
 def test_daily_csv_has_exact_dollars() -> None:
@@ -197,26 +263,26 @@ def test_empty_reports_say_so() -> None:
 
 
 @pytest.mark.parametrize(
-    ("budgets", "user_today", "month", "admin", "line"),
+    ("caps", "user_today", "month", "admin", "line"),
     [
-        (Budgets(), 10, 10, True, ""),
+        (Caps(), 10, 10, True, ""),
         (
-            Budgets(user_daily=1_000_000),
+            Caps(user_daily=1_000_000),
             250_000,
             0,
             False,
             "Daily cap per person $1.00: you spent $0.2500 today (25%).",
         ),
-        (Budgets(workspace_monthly=1_000_000), 0, 900_000, False, ""),  # no figures for members
+        (Caps(workspace_monthly=1_000_000), 0, 900_000, False, ""),  # no figures for members
         (
-            Budgets(workspace_monthly=1_000_000),
+            Caps(workspace_monthly=1_000_000),
             0,
             1_000_000,
             False,
             "The workspace reached its monthly cap; an admin can raise it.",
         ),
         (
-            Budgets(workspace_monthly=1_000_000),
+            Caps(workspace_monthly=1_000_000),
             0,
             900_000,
             True,
@@ -224,5 +290,5 @@ def test_empty_reports_say_so() -> None:
         ),
     ],
 )
-def test_budget_line(budgets: Budgets, user_today: int, month: int, admin: bool, line: str) -> None:
-    assert budget_line(budgets, user_today, month, admin=admin) == line
+def test_budget_line(caps: Caps, user_today: int, month: int, admin: bool, line: str) -> None:
+    assert budget_line(caps, user_today, month, admin=admin) == line

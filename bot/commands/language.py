@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Literal
 
+from bot.deepseek.pricing import dollars_to_micros
 from bot.store.prefs import VALUES, PrefName, Scope
-from bot.usage.reports import Period, dollars_to_micros
-
-BudgetScope = Literal["user", "workspace"]
+from bot.usage.budgets import BudgetScope
+from bot.usage.reports import Period
 
 USAGE_PERIODS: tuple[Period, ...] = ("today", "7d", "30d")
 COST_PERIODS: tuple[Period, ...] = ("today", "7d", "30d", "month")

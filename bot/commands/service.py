@@ -142,7 +142,7 @@ class CommandService:
             case ShowSettings():
                 return await self._show_settings(caller)
             case ShowUsage(period):
-                days, m = await self.ledger.user_usage(caller.team, caller.user, period)
+                days, m = await self.ledger.reports.user_usage(caller.team, caller.user, period)
                 line = await self._budget_line(caller)
                 text = usage_markdown(period, days, m) + (f"\n\n{line}" if line else "")
                 return CommandResult(
@@ -151,7 +151,7 @@ class CommandService:
                     summary=f"Your usage, {period_title(period)}: {format_usd(m.cost)}",
                 )
             case ShowCost(period):
-                report = await self.ledger.report(caller.team, period)
+                report = await self.ledger.reports.report(caller.team, period)
                 style = self.style
                 return CommandResult(
                     cost_markdown(report, user=style.user, channel=style.channel),
@@ -207,17 +207,17 @@ class CommandService:
     # --- usage, cost, budgets -----------------------------------------------------------------
 
     async def _budget_line(self, caller: Caller) -> str:
-        budgets = await self.ledger.budgets(caller.team)
+        budgets = await self.ledger.budgets.caps(caller.team)
         if budgets.user_daily is None and budgets.workspace_monthly is None:
             return ""
-        user_today, month = await self.ledger.spend(caller.team, caller.user)
+        user_today, month = await self.ledger.budgets.spend(caller.team, caller.user)
         admin = budgets.workspace_monthly is not None and await self.is_admin(
             caller.team, caller.user
         )
         return budget_line(budgets, user_today, month, admin=admin)
 
     async def _export(self, caller: Caller, cmd: ExportCost) -> CommandResult:
-        rows = await self.ledger.daily_rows(caller.team, cmd.period)
+        rows = await self.ledger.reports.daily_rows(caller.team, cmd.period)
         title = period_title(cmd.period)
         if not rows:
             return CommandResult(f"No usage {title}: there is nothing to export.")
@@ -239,13 +239,13 @@ class CommandService:
         return "At the cap, new questions are politely refused."
 
     async def _set_budget(self, caller: Caller, cmd: SetBudget) -> CommandResult:
-        await self.ledger.set_budget(caller.team, cmd.scope, cmd.micros, caller.user)
+        await self.ledger.budgets.set_cap(caller.team, cmd.scope, cmd.micros, caller.user)
         what = "Daily cap per person" if cmd.scope == "user" else "Workspace monthly cap"
         if cmd.micros is None:
             return CommandResult(f"{what} removed.")
         text = f"{what} set to {format_money(cmd.micros)}. {self._at_cap()}"
         if cmd.scope == "workspace":
-            _, month = await self.ledger.spend(caller.team, caller.user)
+            _, month = await self.ledger.budgets.spend(caller.team, caller.user)
             text += (
                 f" Spent so far this month: {format_usd(month)} "
                 f"({percent_of(month, cmd.micros)}%). Admins are told at 80% and at 100%."
@@ -253,8 +253,8 @@ class CommandService:
         return CommandResult(text)
 
     async def _show_budget(self, caller: Caller) -> CommandResult:
-        b = await self.ledger.budgets(caller.team)
-        _, month = await self.ledger.spend(caller.team, caller.user)
+        b = await self.ledger.budgets.caps(caller.team)
+        _, month = await self.ledger.budgets.spend(caller.team, caller.user)
         lines = []
         for what, cap, by in (
             ("Daily cap per person", b.user_daily, b.user_daily_by),
@@ -283,10 +283,10 @@ class CommandService:
         """What the App Home tab shows `user`; admins also get the workspace's last 7 days."""
         caller = Caller(team, user, "")
         prefs = await self._effective(caller)
-        days, usage = await self.ledger.user_usage(team, user, "7d")
+        days, usage = await self.ledger.reports.user_usage(team, user, "7d")
         workspace = None
         if await self.is_admin(team, user):
-            workspace = await self.ledger.report(team, "7d")
+            workspace = await self.ledger.reports.report(team, "7d")
         return HomeData(
             prefs=prefs,
             model_id=self.settings.model_id(prefs.model),

@@ -35,7 +35,8 @@ from bot.store.history import History
 from bot.store.prefs import Prefs, TurnSettings
 from bot.store.thread_lock import thread_turn
 from bot.store.turns import TurnStore
-from bot.usage.ledger import Ledger, UsageRecord
+from bot.usage.ledger import Ledger
+from bot.usage.recorder import UsageRecord
 
 log = structlog.get_logger(__name__)
 
@@ -180,7 +181,7 @@ class Engine:
         state, prefs, verdict = await asyncio.gather(
             self.history.load(t),
             self.prefs.effective(t.team, t.channel, turn.user),
-            self.ledger.budget_verdict(t.team, turn.user),
+            self.ledger.budgets.verdict(t.team, turn.user),
         )
         history = state.messages
         if not history and turn.rebuild is not None:
@@ -400,7 +401,7 @@ class Engine:
         progress.usage += usage
         progress.cost += cost
         t = turn.thread
-        await self.ledger.record(
+        await self.ledger.recorder.record(
             UsageRecord(
                 team=t.team,
                 user=turn.user,

@@ -1,8 +1,8 @@
-"""Gateway profiles and exact cost arithmetic (pure: no I/O).
+"""Prices upstream calls in exact integer micro-dollars (pure: no I/O)."""
 
-Costs are integer micro-dollars (1 USD = 1,000,000). Prices are USD per 1M tokens, so
-`tokens * price` is already in micro-dollars; each call's cost is rounded once, half-up.
-"""
+# The only module that multiplies tokens by a price or converts between dollars and
+# micro-dollars. Prices are USD per 1M tokens, so `tokens * price` is already in micro-dollars;
+# each of a call's figures is rounded once, half-up.
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bot.config import Gateway, ModelTier, Price, Settings
 from bot.contracts.stream import Usage
 
 D = Decimal
+MICROS_PER_USD = 1_000_000
 
 # Defaults from shared/REFERENCE.md (late 2026). Overridable with DEEPSEEK_PRICES.
 # OurToken lists Pro only, at 80% of DeepSeek's official price; Flash is derived the same way.
@@ -36,6 +37,27 @@ DEFAULT_PRICES: Mapping[Gateway, Mapping[ModelTier, Price]] = {
 DEFAULT_PRICES = {**DEFAULT_PRICES, "custom": DEFAULT_PRICES["deepseek"]}
 
 
+def billed_input(usage: Usage) -> tuple[int, int]:
+    """(cache-hit, cache-miss) input tokens as billed. A gateway that reports only prompt
+    tokens gives no split: all of them are misses."""
+    if usage.cache_hit + usage.cache_miss:
+        return usage.cache_hit, usage.cache_miss
+    return 0, usage.prompt
+
+
+def _hit_price(price: Price) -> Decimal:
+    # A gateway that lists no cache-hit price bills hits as misses.
+    return price.input if price.cache_hit is None else price.cache_hit
+
+
+def _round(exact: Decimal) -> int:
+    return int(exact.quantize(D(1), rounding=ROUND_HALF_UP))
+
+
+def _listed(value: Decimal | None) -> str:
+    return "none listed" if value is None else f"${value.normalize():f}"
+
+
 @dataclass(frozen=True, slots=True)
 class PriceTable:
     gateway: Gateway
@@ -47,22 +69,39 @@ class PriceTable:
         return cls(gateway, {**DEFAULT_PRICES[gateway], **settings.deepseek_prices})
 
     def cost_micros(self, tier: ModelTier, usage: Usage) -> int:
-        """Cost of one call in integer micro-dollars. Reasoning is inside `completion`."""
+        """Cost of one call. Reasoning is inside `completion`."""
         price = self.prices[tier]
-        hit_price = price.input if price.cache_hit is None else price.cache_hit
-        # A gateway that reports only prompt_tokens gives hit=miss=0: bill all as misses.
-        miss = usage.cache_miss if usage.cache_hit + usage.cache_miss else usage.prompt
-        exact = miss * price.input + usage.cache_hit * hit_price + usage.completion * price.output
-        return int(exact.quantize(D(1), rounding=ROUND_HALF_UP))
+        hit, miss = billed_input(usage)
+        return _round(
+            miss * price.input + hit * _hit_price(price) + usage.completion * price.output
+        )
 
-    def saved_by_cache_micros(self, tier: ModelTier, cache_hit_tokens: int) -> int:
-        """What the cache hits would have cost as misses, minus what they cost."""
+    def saved_by_cache_micros(self, tier: ModelTier, usage: Usage) -> int:
+        """What one call's cache hits would have cost as misses, minus what they cost."""
         price = self.prices[tier]
-        hit_price = price.input if price.cache_hit is None else price.cache_hit
-        saved = cache_hit_tokens * (price.input - hit_price)
-        return int(saved.quantize(D(1), rounding=ROUND_HALF_UP))
+        hit, _ = billed_input(usage)
+        return _round(hit * (price.input - _hit_price(price)))
+
+    def describe(self) -> str:
+        """One line naming the gateway with its prices, as recorded with usage:
+        `deepseek: flash in $0.14 / hit $0.0028 / out $0.28; pro ... (USD per 1M tokens)`."""
+        tiers = "; ".join(
+            f"{tier} in {_listed(p.input)} / hit {_listed(p.cache_hit)} / out {_listed(p.output)}"
+            for tier, p in sorted(self.prices.items())
+        )
+        return f"{self.gateway}: {tiers} (USD per 1M tokens)"
+
+
+def micros_to_dollars(micros: int) -> Decimal:
+    """Exact dollars (`1234567` -> `Decimal("1.234567")`)."""
+    return D(micros) / D(MICROS_PER_USD)
+
+
+def dollars_to_micros(amount: Decimal) -> int:
+    """Dollars to micro-dollars, rounded half-up to a whole micro-dollar."""
+    return _round(amount * MICROS_PER_USD)
 
 
 def format_usd(micros: int) -> str:
     """`1234567` -> `$1.2346`; four decimals because single turns cost fractions of a cent."""
-    return f"${(D(micros) / D(1_000_000)).quantize(D('0.0001'), rounding=ROUND_HALF_UP)}"
+    return f"${micros_to_dollars(micros).quantize(D('0.0001'), rounding=ROUND_HALF_UP)}"

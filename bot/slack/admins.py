@@ -20,7 +20,7 @@ from bot.contracts.thread import ThreadRef
 from bot.deepseek.pricing import format_usd
 from bot.slack.errors import SLACK_ERRORS, slack_error_code
 from bot.store import keys
-from bot.usage.ledger import BudgetAlert
+from bot.usage.budgets import BudgetAlert
 from bot.usage.reports import format_money
 
 log = structlog.get_logger(__name__)
@@ -64,7 +64,7 @@ class SlackAdmins:
 
     async def notify_budget(self, alert: BudgetAlert) -> None:
         """DM ADMIN_USER_IDS and whoever set the cap that the workspace reached `threshold`%
-        of its monthly cap. Called once per alert (the ledger rate-limits)."""
+        of its monthly cap. Called once per alert (`Budgets` rate-limits)."""
         action = (
             "answers now move to Flash"
             if self._settings.over_budget_action == "flash"

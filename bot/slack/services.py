@@ -38,7 +38,7 @@ class SlackServices:
         admins to budget alerts. Call once per app."""
         assert deps.slack is not None
         admins = SlackAdmins(deps.settings, deps.redis, deps.slack)
-        deps.ledger.on_budget_alert(admins.notify_budget)
+        deps.ledger.budgets.on_alert(admins.notify_budget)
         commands = CommandService(
             deps.settings, deps.prefs, deps.ledger, admins.is_admin, SLACK_STYLE
         )

@@ -1,1 +1,1 @@
-"""Usage and spend: the ledger of every call, spending caps, and the reports built on them."""
+"""Accounts for what every upstream call cost, per day, per person, per workspace."""

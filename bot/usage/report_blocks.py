@@ -1,13 +1,12 @@
-"""Block Kit forms of the usage and cost reports and of the App Home tab (pure).
+"""Builds the Block Kit views of usage: reports, budget lines, the App Home tab (pure)."""
 
-Built with slack_sdk's block models, which check Slack's limits (ten fields a section, 3,000
-characters a text) when serialised. Two-column section fields serve as small tables: a name on
-the left, its figures on the right.
-"""
+# Built with slack_sdk's block models, which check Slack's limits (ten fields a section, 3,000
+# characters a text) when serialised. Two-column section fields serve as small tables: a name
+# on the left, its figures on the right.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,9 +22,10 @@ from slack_sdk.models.blocks import (
 
 from bot.deepseek.pricing import format_usd
 from bot.store.prefs import TurnSettings
-from bot.usage.ledger import Budgets
+from bot.usage.budgets import Caps
 from bot.usage.reports import (
     Metrics,
+    Namer,
     Period,
     Report,
     format_money,
@@ -37,7 +37,6 @@ from bot.usage.reports import (
     top,
 )
 
-Namer = Callable[[str], str]
 TOP_N = 5  # a section holds ten fields: five name/figures pairs
 
 _SOURCE_WORDS = {
@@ -124,17 +123,17 @@ def settings_fields(prefs: TurnSettings, model_id: str) -> list[tuple[str, str]]
     ]
 
 
-def budget_line(budgets: Budgets, user_today: int, workspace_month: int, *, admin: bool) -> str:
+def budget_line(caps: Caps, user_today: int, workspace_month: int, *, admin: bool) -> str:
     """One line on caps and spend against them; "" when there is no cap. Only admins see
     workspace figures; others learn only that the workspace cap was reached."""
     parts = []
-    if budgets.user_daily is not None:
+    if caps.user_daily is not None:
         parts.append(
-            f"Daily cap per person {format_money(budgets.user_daily)}: "
+            f"Daily cap per person {format_money(caps.user_daily)}: "
             f"you spent {format_usd(user_today)} today "
-            f"({percent_of(user_today, budgets.user_daily)}%)."
+            f"({percent_of(user_today, caps.user_daily)}%)."
         )
-    cap = budgets.workspace_monthly
+    cap = caps.workspace_monthly
     if cap is not None and admin:
         parts.append(
             f"Workspace monthly cap {format_money(cap)}: {format_usd(workspace_month)} spent "

@@ -1,10 +1,7 @@
-"""Usage and cost arithmetic and its plain-text forms (pure: no I/O, no clock).
+"""Turns usage counters into reports as markdown or CSV (pure: no I/O, no clock)."""
 
-The ledger stores per-day aggregates as Redis hashes of integer counters; this module turns
-those hashes into `Metrics`, adds them up over a period, ranks members, and formats the
-results as standard markdown (the terminal prints it; Slack uses it as fallback text) and CSV.
-Money is integer micro-dollars throughout; it is only turned into decimals when printed.
-"""
+# Markdown is standard markdown: the terminal prints it; Slack uses it as fallback text. Money
+# is integer micro-dollars throughout; `bot.deepseek.pricing` turns it into dollars to print.
 
 from __future__ import annotations
 
@@ -12,15 +9,13 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
-from bot.config import Gateway, ModelTier, Price
-from bot.deepseek.pricing import format_usd
+from bot.deepseek.pricing import format_usd, micros_to_dollars
 
 Period = Literal["today", "7d", "30d", "month"]
-PERIODS: tuple[Period, ...] = ("today", "7d", "30d", "month")
 
 # The counters of one aggregate, in the order they are written and exported.
 METRICS = ("requests", "thinking", "hit", "miss", "out", "reasoning", "cost", "saved")
@@ -35,8 +30,8 @@ def _plain(member: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Metrics:
     """Counters of a set of upstream calls. Tokens are counts; `cost` and `saved` are
-    micro-dollars (`saved`: what the cache hits would have cost as misses, minus what they
-    cost, at the prices in force when each call was recorded)."""
+    micro-dollars, as `PriceTable.cost_micros` and `PriceTable.saved_by_cache_micros` gave
+    them at the prices in force when each call was recorded."""
 
     requests: int = 0
     thinking: int = 0  # calls made with thinking on
@@ -65,45 +60,6 @@ class Metrics:
 
 
 assert tuple(f.name for f in fields(Metrics)) == METRICS
-
-
-def call_metrics(
-    *, hit: int, miss: int, out: int, reasoning: int, thinking: bool, cost: int, saved: int
-) -> Metrics:
-    """The counters one upstream call adds."""
-    return Metrics(1, int(thinking), hit, miss, out, reasoning, cost, saved)
-
-
-def _to_int(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
-def parse_total(raw: Mapping[str, str]) -> Metrics:
-    """A `total` hash (fields are metric names) -> Metrics. Unknown fields are ignored."""
-    return Metrics(*(_to_int(raw.get(f, "0")) for f in METRICS))
-
-
-def parse_members(raw: Mapping[str, str]) -> dict[str, Metrics]:
-    """A dimension hash (fields `{member}:{metric}`) -> Metrics per member. Members may
-    contain `:`; metrics never do."""
-    counters: dict[str, dict[str, int]] = {}
-    for name, value in raw.items():
-        member, _, metric = name.rpartition(":")
-        if member and metric in METRICS:
-            counters.setdefault(member, {})[metric] = _to_int(value)
-    return {m: Metrics(**c) for m, c in counters.items()}
-
-
-def merge(parts: Iterable[Mapping[str, Metrics]]) -> dict[str, Metrics]:
-    """Add up per-member metrics of several days."""
-    out: dict[str, Metrics] = {}
-    for part in parts:
-        for member, m in part.items():
-            out[member] = out.get(member, Metrics()) + m
-    return out
 
 
 def top(members: Mapping[str, Metrics], n: int) -> list[tuple[str, Metrics]]:
@@ -143,13 +99,18 @@ def month_of(day: date) -> str:
     return day.strftime("%Y-%m")
 
 
+def utc_day(at: datetime) -> date:
+    """The UTC day of `at`; a naive `at` is taken to be UTC already."""
+    return at.astimezone(UTC).date() if at.tzinfo else at.date()
+
+
 # --- numbers ------------------------------------------------------------------------------
 
 
 def format_money(micros: int) -> str:
     """Whole cents as `$5.00`; anything finer with four decimals (`$0.0123`)."""
     if micros % 10_000 == 0:
-        return f"${Decimal(micros) / Decimal(1_000_000):.2f}"
+        return f"${micros_to_dollars(micros):.2f}"
     return format_usd(micros)
 
 
@@ -166,27 +127,9 @@ def percent_of(part: int, whole: int) -> int:
     return part * 100 // whole if whole > 0 else 0
 
 
-def micros_to_decimal(micros: int) -> str:
+def _csv_dollars(micros: int) -> str:
     """Exact dollars with six decimals, for CSV (`1234567` -> `1.234567`)."""
-    return str((Decimal(micros) / Decimal(1_000_000)).quantize(Decimal("0.000001")))
-
-
-def dollars_to_micros(amount: Decimal) -> int:
-    return int((amount * 1_000_000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def _price(value: Decimal | None) -> str:
-    return "none listed" if value is None else f"${value.normalize():f}"
-
-
-def describe_prices(gateway: Gateway, prices: Mapping[ModelTier, Price]) -> str:
-    """One line naming the gateway and its price table, as recorded with usage.
-    `deepseek: flash in $0.14 / hit $0.0028 / out $0.28; pro ... (USD per 1M tokens)`."""
-    tiers = "; ".join(
-        f"{tier} in {_price(p.input)} / hit {_price(p.cache_hit)} / out {_price(p.output)}"
-        for tier, p in sorted(prices.items())
-    )
-    return f"{gateway}: {tiers} (USD per 1M tokens)"
+    return str(micros_to_dollars(micros).quantize(Decimal("0.000001")))
 
 
 # --- reports ------------------------------------------------------------------------------
@@ -304,8 +247,8 @@ def daily_csv(rows: Iterable[DailyRow]) -> str:
                 m.miss,
                 m.out,
                 m.reasoning,
-                micros_to_decimal(m.cost),
-                micros_to_decimal(m.saved),
+                _csv_dollars(m.cost),
+                _csv_dollars(m.saved),
             )
         )
     return buf.getvalue()
