@@ -1,8 +1,11 @@
 """Shared fixtures: a real Redis, the fake Slack and DeepSeek servers, a running bot, and the
-signed-request sender. Everything listens on 127.0.0.1 only."""
+signed-request sender. Everything listens on 127.0.0.1 only. Also: structlog and the root
+logger reset around every test, and `settle()`, the wait for the bot's background work."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import socket
@@ -16,12 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import structlog
 from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.app import build_app
-from bot.slack.server import BotApp
 from bot.config import Settings
+from bot.slack.server import BotApp
 from tests.fakes.deepseek import FakeDeepSeek
 from tests.fakes.slack import FakeSlack
 from tests.slack_sender import SlackSender
@@ -137,6 +141,58 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.upper() in {f.upper() for f in Settings.model_fields} and name != "REDIS_URL":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setitem(Settings.model_config, "env_file", None)
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """Every test starts from structlog's defaults (no processors, levels or context left by
+    another test) and leaves the root logger's handlers and level as it found them. Tests
+    read log events with `structlog.testing.capture_logs()`, never by replacing a module's
+    `log`."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    yield
+    # A configuration that caches loggers (bot.log.configure_logging does) freezes every
+    # module logger used meanwhile with it, for the rest of this worker: no reset undoes that.
+    cached = structlog.get_config()["cache_logger_on_first_use"]
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    assert not cached, (
+        "this test configured structlog with cache_logger_on_first_use=True (configure_logging "
+        "or `main()` in-process): loggers stay cached for later tests; run it in a subprocess"
+    )
+
+
+def bot_tasks() -> set[asyncio.Task[Any]]:
+    """The tasks on this loop doing the bot's work in the background: all of them but the
+    running test's own and aiohttp's per-connection server handlers (the fake servers' and
+    the bot's own HTTP server's: a keep-alive connection's handler idles until the client
+    closes it)."""
+    me = asyncio.current_task()
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if t is not me
+        and not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler.")
+    }
+
+
+async def settle(timeout: float = 20.0) -> None:
+    """Wait until the bot's background work is over: every task from `bot_tasks()` has
+    finished, and those they started, round after round. Once Slack's ack came back, a
+    listener the event started exists as a task (Bolt creates it before acking), so after
+    this returns "nothing happened" means the event was handled and did nothing. Driven by the
+    tasks themselves (awaits them); `timeout` only turns a hang into a clear failure."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending := bot_tasks():
+        _, still = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+        if still:
+            raise AssertionError(f"bot tasks still running after {timeout} s: {still}")
 
 
 def make_settings(

@@ -1,6 +1,7 @@
-"""`python -m bot chat`: the terminal surface, run as a real process against the fake DeepSeek
-server (stdin and stdout are pipes, so it reads lines and prints plain text), plus the pure
-parts of its rendering."""
+"""`python -m bot chat`: the terminal surface. The REPL and `--once` run in this process
+(`run_chat`, what `main` runs once settings are loaded) with stdin, stdout and stderr of our
+own (not terminals, so it reads lines and prints plain text) against the fake DeepSeek server;
+two smoke tests run the real entry point as a process. Plus the pure parts of its rendering."""
 
 from __future__ import annotations
 
@@ -10,17 +11,22 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from redis.asyncio import Redis
 from rich.console import Console
+from structlog.typing import EventDict
 
 from bot.commands.language import BadArgument, parse
+from bot.config import Settings
 from bot.contracts.errors import AuthError
 from bot.contracts.events import EngineEvent, ToolFinished, ToolStarted, TurnDone, TurnFailed
 from bot.contracts.stream import ReasoningDelta, TextDelta, Usage
@@ -31,7 +37,7 @@ from bot.core.engine import Turn
 from bot.core.shared_files import snippet_filename
 from bot.services import build_deps
 from bot.slack.format import FORMAT_NOTE as SLACK_FORMAT_NOTE
-from bot.terminal.chat import TerminalSurface, terminal_turn
+from bot.terminal.chat import TerminalSurface, run_chat, terminal_turn
 from bot.terminal.render import (
     FORMAT_NOTE,
     STOPPED,
@@ -49,7 +55,7 @@ from bot.terminal.render import (
     tool_line,
     usage_line,
 )
-from tests.conftest import API_KEY, make_settings
+from tests.conftest import API_KEY, BOT_TOKEN, make_settings
 from tests.fakes.deepseek import FakeDeepSeek, error_reply, text_reply, tool_reply
 from tools import build_tools
 
@@ -61,61 +67,84 @@ USAGE_LINE = re.compile(
 )
 
 
-# --- running the REPL as a process ----------------------------------------------------------
+# --- the chat in this process ---------------------------------------------------------------
 
 
-def chat_env(fake: FakeDeepSeek, **extra: str) -> dict[str, str]:
-    """Only what the terminal needs: a key and the gateway. No Slack, no REDIS_URL."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(ROOT),
-        "PYTHONUTF8": "1",
-        "DEEPSEEK_API_KEY": API_KEY,
-        "DEEPSEEK_BASE_URL": fake.url,
-        "DEEPSEEK_GATEWAY": "deepseek",
-        "DEEPSEEK_MAX_RETRIES": "0",
-        **extra,
+def chat_settings(fake: FakeDeepSeek, **overrides: Any) -> Settings:
+    """Only what the terminal needs: a key and the gateway. No Slack, and no Redis URL: the
+    embedded store, as `python -m bot chat` has with REDIS_URL unset."""
+    values: dict[str, Any] = {
+        "deepseek_api_key": API_KEY,
+        "deepseek_base_url": fake.url,
+        "deepseek_gateway": "deepseek",
+        "deepseek_max_retries": 0,
+        "redis_url": None,
+        **overrides,
     }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-async def start_chat(env: dict[str, str], cwd: Path, *args: str) -> asyncio.subprocess.Process:
-    # An asyncio subprocess, so the fake server keeps serving on this test's loop.
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "chat",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,  # a temp dir: no `.env` from the checkout, exports land there
-    )
+class Transcript(io.StringIO):
+    """A stdout or stderr that is not a terminal and tells a waiting test when text arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wrote = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self._wrote.set()
+        return super().write(text)
+
+    async def wait_for(self, text: str) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while text not in self.getvalue():
+                self._wrote.clear()
+                await self._wrote.wait()
+
+
+@dataclass
+class Session:
+    code: int
+    out: str
+    err: str
+    logs: list[EventDict]  # structlog's events (at every level)
 
 
 async def chat(
-    fake: FakeDeepSeek, cwd: Path, lines: str, *args: str, **env: str
-) -> tuple[int, str, str]:
-    """Run `python -m bot chat` with `lines` on stdin; return (exit status, stdout, stderr)."""
-    proc = await start_chat(chat_env(fake, **env), cwd, *args)
-    out, err = await asyncio.wait_for(proc.communicate(lines.encode()), TIMEOUT)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    fake: FakeDeepSeek,
+    lines: str,
+    *,
+    once: str | None = None,
+    **overrides: Any,
+) -> Session:
+    """What `python -m bot chat [--once QUESTION]` does after loading its settings, with
+    `lines` on stdin; stdout, stderr and the log events are collected."""
+    out, err = Transcript(), Transcript()
+    stdin = io.TextIOWrapper(io.BytesIO(lines.encode()), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as m, structlog.testing.capture_logs() as logs:
+        m.setattr(sys, "stdin", stdin)
+        m.setattr(sys, "stdout", out)
+        m.setattr(sys, "stderr", err)
+        code = await asyncio.wait_for(
+            run_chat(chat_settings(fake, **overrides), once=once), TIMEOUT
+        )
+    return Session(code, out.getvalue(), err.getvalue(), logs)
 
 
-def no_traceback(err: str) -> None:
-    assert "Traceback" not in err, err
+def no_crash(session: Session) -> None:
+    """Nothing on stderr (the REPL prints to stdout; logs are captured) and no exception
+    logged (a crashed turn, a traceback)."""
+    assert session.err == "", session.err
+    crashes = [e for e in session.logs if "exc_info" in e or e["event"] == "chat_turn_crashed"]
+    assert crashes == [], crashes
 
 
-async def test_two_turns_remember_the_first(fake_deepseek: FakeDeepSeek, tmp_path: Path) -> None:
+async def test_two_turns_remember_the_first(fake_deepseek: FakeDeepSeek) -> None:
     fake_deepseek.push(text_reply("Paris."), text_reply("About 2.1 million people."))
-    code, out, err = await chat(
-        fake_deepseek, tmp_path, "What is the capital of France?\nHow many live there?\n"
-    )
-    assert code == 0
-    no_traceback(err)
-    assert out.index("Paris.") < out.index("About 2.1 million people.")
+    s = await chat(fake_deepseek, "What is the capital of France?\nHow many live there?\n")
+    assert s.code == 0
+    no_crash(s)
+    assert s.out.index("Paris.") < s.out.index("About 2.1 million people.")
     first, second = fake_deepseek.requests
     assert first["messages"][0] == prompt.system_message(FORMAT_NOTE)
     assert second["messages"][: len(first["messages"])] == first["messages"]
@@ -125,57 +154,51 @@ async def test_two_turns_remember_the_first(fake_deepseek: FakeDeepSeek, tmp_pat
     assert second["messages"][-1] == {"role": "user", "content": "How many live there?"}
 
 
-async def test_model_pro_changes_the_next_request(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path
-) -> None:
-    code, out, err = await chat(fake_deepseek, tmp_path, "hi\n/model pro\nhi again\n")
-    assert code == 0
-    no_traceback(err)
+async def test_model_pro_changes_the_next_request(fake_deepseek: FakeDeepSeek) -> None:
+    s = await chat(fake_deepseek, "hi\n/model pro\nhi again\n")
+    assert s.code == 0
+    no_crash(s)
     assert [r["model"] for r in fake_deepseek.requests] == ["deepseek-v4-flash", "deepseek-v4-pro"]
-    assert "Model: pro (`deepseek-v4-pro`)" in out
+    assert "Model: pro (`deepseek-v4-pro`)" in s.out
 
 
 @pytest.mark.parametrize("line", ["/model gpt5", "/effort 11", "/thinking maybe", "/usage forever"])
 async def test_bad_arguments_read_as_the_slash_command(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path, line: str
+    fake_deepseek: FakeDeepSeek, line: str
 ) -> None:
     expected = parse(line[1:])
     assert isinstance(expected, BadArgument)
-    code, out, _ = await chat(fake_deepseek, tmp_path, line + "\n")
-    assert code == 0
-    assert out.splitlines() == [expected.message]
+    s = await chat(fake_deepseek, line + "\n")
+    assert s.code == 0
+    assert s.out.splitlines() == [expected.message]
     assert fake_deepseek.requests == []
 
 
-async def test_thinking_off_changes_the_next_request(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path
-) -> None:
+async def test_thinking_off_changes_the_next_request(fake_deepseek: FakeDeepSeek) -> None:
     fake_deepseek.push(text_reply("Thought about it.", reasoning="Hmm, let me see."))
-    code, out, err = await chat(fake_deepseek, tmp_path, "hi\n/thinking off\nhi again\n")
-    assert code == 0
-    no_traceback(err)
+    s = await chat(fake_deepseek, "hi\n/thinking off\nhi again\n")
+    assert s.code == 0
+    no_crash(s)
     first, second = fake_deepseek.requests
     assert first["thinking"] == {"type": "enabled"} and first["reasoning_effort"] == "high"
     assert second["thinking"] == {"type": "disabled"} and "reasoning_effort" not in second
     # Reasoning collapses to one line before the answer; its text is not printed.
-    lines = out.splitlines()
+    lines = s.out.splitlines()
     assert re.fullmatch(r"Thought for \d+ ms", lines[0]) and lines[1] == "Thought about it."
-    assert "let me see" not in out
+    assert "let me see" not in s.out
 
 
-async def test_tool_call_shows_a_progress_line_then_the_answer(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path
-) -> None:
+async def test_tool_call_shows_a_progress_line_then_the_answer(fake_deepseek: FakeDeepSeek) -> None:
     # No tools are configured: the model calls one anyway, the engine reports it as failed,
     # and the model answers from there.
     fake_deepseek.push(
         tool_reply([("lookup", {"q": "redis streams"})], text="Let me look."),
         text_reply("Redis streams are append-only logs."),
     )
-    code, out, err = await chat(fake_deepseek, tmp_path, "what are redis streams?\n")
-    assert code == 0
-    no_traceback(err)
-    lines = out.splitlines()
+    s = await chat(fake_deepseek, "what are redis streams?\n")
+    assert s.code == 0
+    no_crash(s)
+    lines = s.out.splitlines()
     progress = [i for i, line in enumerate(lines) if line.startswith("✗ lookup (")]
     assert len(progress) == 1 and lines[progress[0]].endswith(", failed)")
     assert lines[progress[0] - 1] == "Let me look."
@@ -234,7 +257,7 @@ def sample_args(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_web_search_tool_progress_line(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path, searxng: tuple[str, list[str]]
+    fake_deepseek: FakeDeepSeek, searxng: tuple[str, list[str]]
 ) -> None:
     url, queries = searxng
     tools = build_tools(make_settings(None, None, searxng_url=url))
@@ -244,11 +267,11 @@ async def test_web_search_tool_progress_line(
     args = sample_args(tool.schema())
     label = tool.label(tool.args.model_validate(args))
     fake_deepseek.push(tool_reply([(tool.name, args)]), text_reply("Streams are logs."))
-    code, out, err = await chat(fake_deepseek, tmp_path, "search it\n", SEARXNG_URL=url)
-    assert code == 0
-    no_traceback(err)
+    s = await chat(fake_deepseek, "search it\n", searxng_url=url)
+    assert s.code == 0
+    no_crash(s)
     assert queries, "the tool did not reach the SearXNG server"
-    lines = out.splitlines()
+    lines = s.out.splitlines()
     line = next(x for x in lines if x.startswith("✓"))
     assert line.startswith(f"✓ {tool.name}: {label} (") or line.startswith(f"✓ {tool.name} (")
     assert lines.index(line) < lines.index("Streams are logs.")
@@ -256,65 +279,46 @@ async def test_web_search_tool_progress_line(
     assert tool_result["role"] == "tool" and "append-only log" in tool_result["content"]
 
 
-async def test_bad_key_prints_one_clear_line(fake_deepseek: FakeDeepSeek, tmp_path: Path) -> None:
+async def test_bad_key_prints_one_clear_line(fake_deepseek: FakeDeepSeek) -> None:
     fake_deepseek.push(error_reply(401, "Authentication Fails, Your api key is invalid"))
-    code, out, err = await chat(fake_deepseek, tmp_path, "hello\nhello again\n")
-    assert code == 0  # the REPL goes on after a failed turn
-    no_traceback(err)
-    lines = out.splitlines()
+    s = await chat(fake_deepseek, "hello\nhello again\n")
+    assert s.code == 0  # the REPL goes on after a failed turn
+    no_crash(s)
+    lines = s.out.splitlines()
     assert lines[0] == AuthError.user_message
     assert lines[1] == "Hello from fake DeepSeek."  # the next question is answered
-    assert "Authentication Fails" not in out + err and API_KEY not in out + err
+    assert "Authentication Fails" not in s.out and API_KEY not in s.out
+    # `python -m bot chat` logs at WARNING to stderr: nothing there may quote the upstream.
+    shown = [e for e in s.logs if e["log_level"] not in ("debug", "info")]
+    assert "Authentication Fails" not in repr(shown) and API_KEY not in repr(s.logs)
 
 
-async def test_once_prints_exactly_the_answer(fake_deepseek: FakeDeepSeek, tmp_path: Path) -> None:
+async def test_once_prints_exactly_the_answer(fake_deepseek: FakeDeepSeek) -> None:
     fake_deepseek.push(text_reply("The answer is 42.", reasoning="Six times seven."))
-    code, out, err = await chat(fake_deepseek, tmp_path, "", "--once", "What is 6 x 7?")
-    assert code == 0
-    assert out == "The answer is 42.\n"
-    assert len(err.splitlines()) == 1 and USAGE_LINE.match(err.strip()), err
+    s = await chat(fake_deepseek, "", once="What is 6 x 7?")
+    assert s.code == 0
+    assert s.out == "The answer is 42.\n"
+    assert len(s.err.splitlines()) == 1 and USAGE_LINE.match(s.err.strip()), s.err
     opening = fake_deepseek.requests[0]["messages"][-1]["content"]
     assert re.fullmatch(STARTED + r"\n\nWhat is 6 x 7\?", opening)
 
 
-async def test_once_reads_the_question_from_stdin(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path
-) -> None:
-    code, out, _ = await chat(fake_deepseek, tmp_path, "a question\non two lines\n", "--once", "-")
-    assert code == 0 and out == "Hello from fake DeepSeek.\n"
-    opening = fake_deepseek.requests[0]["messages"][-1]["content"]
-    assert opening.endswith("\n\na question\non two lines")
-
-
-async def test_once_failure_goes_to_stderr(fake_deepseek: FakeDeepSeek, tmp_path: Path) -> None:
+async def test_once_failure_goes_to_stderr(fake_deepseek: FakeDeepSeek) -> None:
     fake_deepseek.push(error_reply(401))
-    code, out, err = await chat(fake_deepseek, tmp_path, "", "--once", "hello")
-    assert (code, out, err) == (1, "", AuthError.user_message + "\n")
+    s = await chat(fake_deepseek, "", once="hello")
+    assert (s.code, s.out, s.err) == (1, "", AuthError.user_message + "\n")
 
 
-async def test_needs_only_the_deepseek_key(fake_deepseek: FakeDeepSeek, tmp_path: Path) -> None:
-    env = chat_env(fake_deepseek)
-    del env["DEEPSEEK_API_KEY"]
-    proc = await start_chat(env, tmp_path, "--once", "hi")
-    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    assert proc.returncode == 2 and out == b""
-    assert err.decode() == (
-        "deepseek-slack: configuration error: DEEPSEEK_API_KEY is not set (see .env.example)\n"
-    )
-
-
-async def test_commands_new_help_quit(fake_deepseek: FakeDeepSeek, tmp_path: Path) -> None:
-    code, out, err = await chat(
-        fake_deepseek, tmp_path, "first\n/new\nsecond\n/help\n/quit\nnever asked\n"
-    )
-    assert code == 0
-    no_traceback(err)
+async def test_commands_new_help_quit(fake_deepseek: FakeDeepSeek) -> None:
+    s = await chat(fake_deepseek, "first\n/new\nsecond\n/help\n/quit\nnever asked\n")
+    assert s.code == 0
+    no_crash(s)
     _, second = fake_deepseek.requests  # /quit left before "never asked"
     assert len(second["messages"]) == 2  # /new: a fresh thread, no history
     assert re.fullmatch(STARTED + r"\n\nsecond", second["messages"][1]["content"])
-    assert "New conversation." in out
-    assert "`/model pro|flash`" in out and "`/cost [today|7d|30d|month]`" in out  # admin help
-    assert "`/new`" in out and "`/quit`" in out
+    assert "New conversation." in s.out
+    assert "`/model pro|flash`" in s.out and "`/cost [today|7d|30d|month]`" in s.out  # admin
+    assert "`/new`" in s.out and "`/quit`" in s.out
 
 
 def csv_files(where: Path) -> list[tuple[Path, str]]:
@@ -322,55 +326,139 @@ def csv_files(where: Path) -> list[tuple[Path, str]]:
 
 
 async def test_cost_and_usage_for_the_local_admin(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path
+    fake_deepseek: FakeDeepSeek, tmp_cwd: Path
 ) -> None:
-    code, out, err = await chat(
-        fake_deepseek, tmp_path, "hi\n/usage\n/cost\n/cost export 7d\n/cost forever\n"
-    )
-    assert code == 0
-    no_traceback(err)
-    assert "**Cost, today**" in out and "deepseek-v4-flash" in out
-    assert "is for workspace admins" not in out
+    s = await chat(fake_deepseek, "hi\n/usage\n/cost\n/cost export 7d\n/cost forever\n")
+    assert s.code == 0
+    no_crash(s)
+    assert "**Cost, today**" in s.out and "deepseek-v4-flash" in s.out
+    assert "is for workspace admins" not in s.out
     bad = parse("cost forever")
-    assert isinstance(bad, BadArgument) and out.splitlines()[-1] == bad.message
-    exports = csv_files(tmp_path)
-    assert len(exports) == 1 and f"Saved as `{exports[0][0]}`." in out
+    assert isinstance(bad, BadArgument) and s.out.splitlines()[-1] == bad.message
+    exports = csv_files(tmp_cwd)  # the current directory
+    assert len(exports) == 1 and f"Saved as `{exports[0][0]}`." in s.out
     assert "deepseek-v4-flash" in exports[0][1]
 
 
-async def test_ctrl_c_stops_the_answer_and_keeps_it(
-    fake_deepseek: FakeDeepSeek, tmp_path: Path
-) -> None:
-    # A slow stream: the first words arrive, then Ctrl-C, long before the rest would.
-    fake_deepseek.push(text_reply("one two three four five six", pieces=6, chunk_delay=1.0))
-    proc = await start_chat(chat_env(fake_deepseek), tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(b"count slowly\n")
-    await proc.stdin.drain()
-    seen = b""
-
-    async def read_until(marker: bytes) -> None:
-        nonlocal seen
-        while marker not in seen:
-            chunk = await proc.stdout.read(256)  # type: ignore[union-attr]
-            assert chunk, seen
-            seen += chunk
-
-    await asyncio.wait_for(read_until(b"one"), TIMEOUT)
-    proc.send_signal(signal.SIGINT)
-    await asyncio.wait_for(read_until(STOPPED.encode()), TIMEOUT)
-    proc.stdin.write(b"go on\n")
-    proc.stdin.close()
-    rest, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    assert proc.returncode == 0  # Ctrl-C stopped the answer, not the REPL
-    no_traceback(err.decode())
-    assert "Hello from fake DeepSeek." in rest.decode()
+async def test_ctrl_c_stops_the_answer_and_keeps_it(fake_deepseek: FakeDeepSeek) -> None:
+    """A real SIGINT to this process while an answer streams: the chat's own handler (on the
+    loop) stops the answer, the REPL goes on. The answer is held after its first words until
+    the test is done, so the Ctrl-C comes mid-answer on any machine."""
+    assert threading.current_thread() is threading.main_thread()  # where signals are handled
+    release = asyncio.Event()
+    fake_deepseek.push(
+        text_reply("one two three four five six", pieces=6, hold=release, hold_after=2)
+    )
+    read_end, write_end = os.pipe()  # stdin stays open while the answer streams
+    stdin = io.TextIOWrapper(os.fdopen(read_end, "rb"), encoding="utf-8")
+    out = Transcript()
+    running: asyncio.Task[int] | None = None
+    try:
+        with pytest.MonkeyPatch.context() as m, structlog.testing.capture_logs() as logs:
+            m.setattr(sys, "stdin", stdin)
+            m.setattr(sys, "stdout", out)
+            m.setattr(sys, "stderr", out)
+            running = asyncio.create_task(run_chat(chat_settings(fake_deepseek)))
+            os.write(write_end, b"count slowly\n")
+            await out.wait_for("one")
+            # The chat's handler, not Python's KeyboardInterrupt (which would stop the tests).
+            assert signal.getsignal(signal.SIGINT) not in (
+                signal.default_int_handler,
+                signal.SIG_DFL,
+                signal.SIG_IGN,
+            )
+            signal.raise_signal(signal.SIGINT)
+            await out.wait_for(STOPPED)
+            os.write(write_end, b"go on\n")
+            os.close(write_end)
+            write_end = -1
+            code = await asyncio.wait_for(running, TIMEOUT)
+    finally:
+        # `release` stays unset: the fake's shutdown ends the held handler (the chat has gone).
+        if write_end >= 0:
+            os.close(write_end)
+        if running is not None and not running.done():
+            running.cancel()
+            await asyncio.wait({running})
+        stdin.close()  # its reader thread has seen the end of input by now
+    assert code == 0  # Ctrl-C stopped the answer, not the REPL
+    no_crash(Session(code, "", "", logs))
+    assert "Hello from fake DeepSeek." in out.getvalue().split(STOPPED, 1)[1]
     second = fake_deepseek.requests[1]["messages"]
     assert second[-3]["role"] == "user" and second[-3]["content"].endswith("\n\ncount slowly")
     kept = second[-2]
     assert kept["role"] == "assistant" and kept["content"].startswith("one")
     assert kept["content"].endswith(prompt.INTERRUPTED_NOTE.format(reason="stopped"))
     assert "six" not in kept["content"]
+
+
+# --- the real entry point, as a process -------------------------------------------------------
+
+
+def chat_env(fake: FakeDeepSeek, **extra: str) -> dict[str, str]:
+    """Only what the terminal needs: a key and the gateway. No Slack, no REDIS_URL."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUTF8": "1",
+        "DEEPSEEK_API_KEY": API_KEY,
+        "DEEPSEEK_BASE_URL": fake.url,
+        "DEEPSEEK_GATEWAY": "deepseek",
+        "DEEPSEEK_MAX_RETRIES": "0",
+        **extra,
+    }
+
+
+async def run_process(
+    env: dict[str, str], cwd: Path, stdin: str, *args: str
+) -> tuple[int, str, str]:
+    """`python -m bot chat ARGS` with `stdin`; (exit status, stdout, stderr). An asyncio
+    subprocess, so the fake server keeps serving on this test's loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "chat",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,  # a temp dir: no `.env` from the checkout
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_process_once_reads_the_question_from_stdin(
+    fake_deepseek: FakeDeepSeek, tmp_path: Path
+) -> None:
+    """The whole entry point: argument parsing, settings from the environment, logging kept
+    off stdout and quiet on stderr, `--once -` reading the question from stdin."""
+    fake_deepseek.push(text_reply("The answer is 42.", reasoning="Six times seven."))
+    code, out, err = await run_process(
+        chat_env(fake_deepseek), tmp_path, "a question\non two lines\n", "--once", "-"
+    )
+    assert code == 0
+    assert out == "The answer is 42.\n"
+    assert len(err.splitlines()) == 1 and USAGE_LINE.match(err.strip()), err
+    opening = fake_deepseek.requests[0]["messages"][-1]["content"]
+    assert re.fullmatch(STARTED + r"\n\na question\non two lines", opening)
+
+
+async def test_process_needs_only_the_deepseek_key(
+    fake_deepseek: FakeDeepSeek, tmp_path: Path
+) -> None:
+    """Without the key: one line naming it, exit status 2, no secret from the environment."""
+    env = chat_env(fake_deepseek, SLACK_BOT_TOKEN=BOT_TOKEN)
+    del env["DEEPSEEK_API_KEY"]
+    code, out, err = await run_process(env, tmp_path, "", "--once", "hi")
+    assert (code, out) == (2, "")
+    assert err == (
+        "deepseek-slack: configuration error: DEEPSEEK_API_KEY is not set (see .env.example)\n"
+    )
+    assert fake_deepseek.requests == []
 
 
 # --- the same request as Slack ---------------------------------------------------------------

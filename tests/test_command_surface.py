@@ -21,7 +21,7 @@ from bot.contracts.thread import ThreadRef
 from bot.core.engine import Turn
 from bot.deepseek.pricing import PriceTable
 from bot.usage.recorder import UsageRecord
-from tests.conftest import RunningBot, make_settings, start_bot, stop_bot
+from tests.conftest import RunningBot, make_settings, settle, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 from tests.fakes.slack import Call, FakeSlack
 
@@ -397,6 +397,7 @@ async def test_workspace_budget_alerts_admins_once_at_80_percent(
     assert reply.args["text"].startswith("Workspace monthly cap set to $0.50.")
     await record(pinned, "pro", PRO, user="U1")  # $0.2639: 52%
     await record(pinned, "flash", FLASH, user="U2")  # $0.3070: 61%
+    await settle()
     assert not fake_slack.calls_of("chat.postMessage")
     await record(pinned, "flash", FLASH, user="U2")  # $0.3502: 70%
     await record(pinned, "flash", FLASH, user="U2")  # $0.3933: 78%

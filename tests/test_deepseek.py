@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import structlog
-from structlog.testing import LogCapture
+from structlog.typing import EventDict
 
 from bot.config import Settings
 from bot.contracts.errors import (
@@ -27,7 +26,6 @@ from bot.contracts.errors import (
     UpstreamTimeout,
 )
 from bot.contracts.stream import Finish, ReasoningDelta, StreamEvent, TextDelta, ToolCall, Usage
-from bot.deepseek import client as deepseek_module
 from bot.deepseek.client import READ_BATCH_S, DeepSeekClient, env_proxy
 from bot.deepseek.sse import MalformedStream
 from tests.conftest import API_KEY, free_port, make_settings
@@ -73,23 +71,18 @@ async def close_clients() -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """Every structlog event of the client, whatever logging another test configured."""
-    old = structlog.get_config()
-    capture = LogCapture()
-    structlog.configure(
-        processors=[capture],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        cache_logger_on_first_use=False,
-    )
-    monkeypatch.setattr(deepseek_module, "log", structlog.get_logger("bot.deepseek.client"))
-    yield capture.entries
-    structlog.configure(**old)
+def logs() -> Iterator[list[EventDict]]:
+    """Every structlog event while the test runs (the autouse reset in conftest.py leaves
+    structlog at its defaults, so nothing filters them out first)."""
+    with structlog.testing.capture_logs() as captured:
+        yield captured
 
 
-def make_client(fake: FakeDeepSeek | None, **overrides: Any) -> DeepSeekClient:
+def make_client(
+    fake: FakeDeepSeek | None, *, read_batch_s: float = READ_BATCH_S, **overrides: Any
+) -> DeepSeekClient:
     settings: Settings = make_settings(None, fake, **overrides)
-    client = DeepSeekClient(settings, rng=random.Random(7))
+    client = DeepSeekClient(settings, rng=random.Random(7), read_batch_s=read_batch_s)
     _clients.append(client)
     return client
 
@@ -663,14 +656,11 @@ async def test_first_words_at_once_then_tokens_in_batches(fake_deepseek: FakeDee
     assert len(deltas) <= 1 + 0.4 / READ_BATCH_S + 2  # not one per token (40)
 
 
-async def test_a_fast_body_is_read_without_batch_pauses(
-    fake_deepseek: FakeDeepSeek, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_fast_body_is_read_without_batch_pauses(fake_deepseek: FakeDeepSeek) -> None:
     """Batching is for a trickle of tokens: 2 MB sent at once is read on without pausing
     (paused reads of ~64 KiB a second would take ~30 s; this one at most one pause)."""
-    monkeypatch.setattr(deepseek_module, "READ_BATCH_S", 1.0)
     text = "x" * 2_000_000
     fake_deepseek.push(text_reply(text, pieces=200))
     async with asyncio.timeout(5):
-        events = await collect(make_client(fake_deepseek))
+        events = await collect(make_client(fake_deepseek, read_batch_s=1.0))
     assert text_of(events) == text

@@ -117,6 +117,15 @@ def last(events: list[EngineEvent]) -> EngineEvent:
     return events[-1]
 
 
+async def waiting(redis: Redis, count: int) -> None:
+    """Until `count` turns are queued for THREAD's lock (polled: Redis has no signal for it)."""
+    for _ in range(2000):
+        if await redis.zcard(keys.thread_waiters(THREAD)) >= count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"fewer than {count} turns waiting for the lock")
+
+
 async def test_history_carried_byte_exact(deps: Deps, fake_deepseek: FakeDeepSeek) -> None:
     fake_deepseek.push(text_reply("First answer.", reasoning="Let me think."))
     fake_deepseek.push(text_reply("Second answer."))
@@ -232,12 +241,13 @@ async def test_lock_serialises_turns_across_engines(
     deps: Deps, fake_deepseek: FakeDeepSeek, redis: Redis, redis_url: str
 ) -> None:
     other = build_deps(engine_settings(fake_deepseek, redis_url), redis=redis)
-    fake_deepseek.push(
-        text_reply("Slow first answer.", first_token_delay=0.3), text_reply("Second.")
-    )
+    release = asyncio.Event()  # the first answer streams until the second turn waits
+    fake_deepseek.push(text_reply("Slow first answer.", hold=release), text_reply("Second."))
     first = asyncio.create_task(run(deps.engine, "first", order=1.0))
-    await asyncio.sleep(0.05)
+    await fake_deepseek.wait_for_requests(1)  # the first turn holds the thread's lock
     second = asyncio.create_task(run(other.engine, "second", order=2.0))
+    await waiting(redis, 1)
+    release.set()
     e1, e2 = await asyncio.gather(first, second)
     await other.aclose()
     assert isinstance(last(e1), TurnDone) and isinstance(last(e2), TurnDone)
@@ -247,13 +257,16 @@ async def test_lock_serialises_turns_across_engines(
 
 
 async def test_waiters_take_turns_in_message_order(deps: Deps, fake_deepseek: FakeDeepSeek) -> None:
-    fake_deepseek.push(text_reply("A1", first_token_delay=0.3), text_reply("A2"), text_reply("A3"))
+    release = asyncio.Event()  # A1 streams until both other turns wait
+    fake_deepseek.push(text_reply("A1", hold=release), text_reply("A2"), text_reply("A3"))
     first = asyncio.create_task(run(deps.engine, "q1", order=1.0))
-    await asyncio.sleep(0.05)
+    await fake_deepseek.wait_for_requests(1)  # q1 holds the thread's lock
     # Written second and third, delivered in the opposite order.
     third = asyncio.create_task(run(deps.engine, "q3", order=3.0))
-    await asyncio.sleep(0.05)
+    await waiting(deps.redis, 1)
     second = asyncio.create_task(run(deps.engine, "q2", order=2.0))
+    await waiting(deps.redis, 2)
+    release.set()
     await asyncio.gather(first, second, third)
     final = [m["content"] for m in fake_deepseek.requests[2]["messages"][1:]]
     assert final == ["q1", "A1", "q2", "A2", "q3"]

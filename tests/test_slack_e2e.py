@@ -4,7 +4,6 @@ people would see."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from bot.slack.blocks import FEEDBACK_ACTION, REASONING_ACTION, RETRY_ACTION
 from bot.slack.format import open_fence
 from bot.store import keys
 from tests import slack_sender
-from tests.conftest import RunningBot, free_port, make_settings, start_bot, stop_bot
+from tests.conftest import RunningBot, free_port, make_settings, settle, start_bot, stop_bot
 from tests.fakes.deepseek import FakeDeepSeek, error_reply, text_reply, tool_reply
 from tests.fakes.slack import BOT_ID, BOT_USER, FakeSlack, Message
 
@@ -93,12 +92,6 @@ async def running(
         await stop_bot(bot, runner)
 
 
-async def settle(bot: RunningBot) -> None:
-    """Let listeners that were acked run to their end."""
-    await asyncio.sleep(0.05)
-    await bot.app.drain(timeout=10)
-
-
 # --- mentions -------------------------------------------------------------------------------
 
 
@@ -149,7 +142,7 @@ async def test_follow_ups_can_be_turned_off(
         await answered(bot, "C1", top.ts)
         follow = fake_slack.add_message("C1", "more", thread_ts=top.ts)
         await bot.slack.event(message(follow))
-        await settle(bot)
+        await settle()
     assert len(fake_deepseek.requests) == 1
 
 
@@ -159,7 +152,7 @@ async def test_thread_messages_where_the_bot_never_spoke_are_ignored(bot: Runnin
     reply = fake.add_message("C1", "among themselves", thread_ts=top.ts)
     for msg in (top, reply):
         assert (await bot.slack.event(message(msg))).status_code == 200
-    await settle(bot)
+    await settle()
     assert bot.fake_deepseek.requests == []
 
 
@@ -392,7 +385,7 @@ async def test_retry_runs_the_question_again(bot: RunningBot) -> None:
     assert replies[-1].text == "Now it works."
     assert RETRY_ACTION not in action_ids(replies[0])
     assert ds.requests[-1]["messages"][-1]["content"] == "Bob: please answer"
-    await settle(bot)
+    await settle()
     assert len(ds.requests) == 4
 
 
@@ -422,7 +415,7 @@ async def test_feedback_is_counted_per_model_once_per_person(bot: RunningBot, re
             ],
         }
         assert (await bot.slack.interaction(click)).status_code == 200
-        await settle(bot)
+        await settle()
 
     await vote("U1", "positive_button")
     await vote("U1", "positive_button")  # the same vote again counts once
@@ -466,7 +459,7 @@ async def test_duplicate_delivery_is_answered_once(bot: RunningBot) -> None:
     await bot.slack.event(event, event_id="EvSame", retry_num=1)  # Slack's retry
     await bot.slack.event(event, event_id="EvOther")  # same message, another delivery
     await answered(bot, "C1", top.ts)
-    await settle(bot)
+    await settle()
     assert len(ds.requests) == 1
     assert len(fake.bot_replies("C1", top.ts)) == 1
 
@@ -475,7 +468,7 @@ async def test_channel_message_with_a_mention_is_left_to_app_mention(bot: Runnin
     fake = bot.fake_slack
     top = fake.add_message("C1", f"<@{BOT_USER}> hi")
     await bot.slack.event(message(top))  # message.channels copy of a mention
-    await settle(bot)
+    await settle()
     assert bot.fake_deepseek.requests == []
 
 
@@ -498,6 +491,6 @@ async def test_bots_and_subtypes_are_acked_and_ignored(
     dm = fake.add_message("D1", "something")
     resp = await bot.slack.event(message(dm, channel_type="im", **extra))
     assert resp.status_code == 200
-    await settle(bot)
+    await settle()
     assert bot.fake_deepseek.requests == []
     assert fake.bot_replies("D1", dm.ts) == []

@@ -368,18 +368,19 @@ async def test_slack_refusing_everything_is_reported_not_raised(
 
 
 async def test_cancelling_stops_the_engine_stream(client: AsyncWebClient) -> None:
-    closed = asyncio.Event()
+    started, closed = asyncio.Event(), asyncio.Event()
 
     async def endless() -> AsyncIterator[EngineEvent]:
         try:
             yield TextDelta("x")
+            started.set()
             await asyncio.Event().wait()
             yield TextDelta("never")
         finally:
             closed.set()
 
     task = asyncio.create_task(stream(client).render(endless()))
-    await asyncio.sleep(0.05)
+    await started.wait()  # the engine's stream is running: cancelling must close it
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -178,9 +178,16 @@ class DeepSeekClient:
     """Streams chat completions over one pooled `aiohttp.ClientSession`, opened on first use
     (inside the running loop) and closed by `aclose`."""
 
-    def __init__(self, settings: Settings, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rng: random.Random | None = None,
+        read_batch_s: float = READ_BATCH_S,
+    ) -> None:
         self._settings = settings
         self._random = rng or random.Random()
+        self._read_batch_s = read_batch_s
         self._session: aiohttp.ClientSession | None = None
         self._proxy = env_proxy(settings.deepseek_base_url)
         key = settings.deepseek_api_key
@@ -474,7 +481,7 @@ class DeepSeekClient:
                 # Pause for a trickle of tokens, never for a body that arrives faster than it
                 # is read.
                 if progress.yielded and len(chunk) < TRICKLE_BYTES:
-                    await _pile_up(response)
+                    await _pile_up(response, self._read_batch_s)
                 # Everything that arrived since the last read, at once.
                 chunk = await _read(content, timeout)
                 if not chunk:
@@ -545,18 +552,18 @@ def _is_delta(event: StreamEvent) -> bool:
     return type(event) is TextDelta or type(event) is ReasoningDelta
 
 
-async def _pile_up(response: aiohttp.ClientResponse) -> None:
-    """Wait READ_BATCH_S with the socket not being read, so that the tokens of that time
+async def _pile_up(response: aiohttp.ClientResponse, pause_s: float) -> None:
+    """Wait `pause_s` with the socket not being read, so that the tokens of that time
     arrive in one read: one wakeup of the loop, the parser and the consumers per batch
     instead of one per token."""
     connection = response.connection
     transport = connection.transport if connection is not None else None
     if transport is None or not transport.is_reading():
-        await asyncio.sleep(READ_BATCH_S)
+        await asyncio.sleep(pause_s)
         return
     transport.pause_reading()
     try:
-        await asyncio.sleep(READ_BATCH_S)
+        await asyncio.sleep(pause_s)
     finally:
         if not transport.is_closing():
             transport.resume_reading()

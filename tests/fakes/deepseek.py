@@ -2,8 +2,9 @@
 
 Tests script replies (`push`) built with `text_reply`, `tool_reply` and `error_reply`; with no
 script it answers a short default text. It records every request body, can stall the first
-token, hang on keep-alives, cut the connection mid-stream, and simulate DeepSeek's prefix cache
-(hit = longest common prefix with any earlier request, in 64-token units, ~4 chars a token).
+token, hold a stream after N chunks until the test releases it, hang on keep-alives, cut the
+connection mid-stream, and simulate DeepSeek's prefix cache (hit = longest common prefix with
+any earlier request, in 64-token units, ~4 chars a token).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Reply:
     # A 200 event stream written as exactly these pieces (chunk_delay between them, so they
     # tend to arrive as separate reads): CRLF, BOMs, splits inside characters, anything.
     pieces: list[bytes] | None = None
+    # Stop after `hold_after` chunks until `hold` is set: "the answer is streaming" for as
+    # long as a test needs, with no clock involved.
+    hold: asyncio.Event | None = None
+    hold_after: int = 0
 
     @cached_property
     def lines(self) -> list[bytes]:
@@ -147,10 +152,19 @@ class FakeDeepSeek:
         self.prefix_chars: list[tuple[int, int]] = []
         self.default = text_reply
         self.url = ""
+        self._arrived = asyncio.Event()  # set at each request (see wait_for_requests)
         self._runner: web.AppRunner | None = None
 
     def push(self, *replies: Reply) -> None:
         self.script.extend(replies)
+
+    async def wait_for_requests(self, count: int, timeout: float = 10.0) -> None:
+        """Until `count` requests have arrived: woken by each arrival, no polling (e.g. "the
+        first turn holds the thread's lock" is "its request arrived")."""
+        async with asyncio.timeout(timeout):
+            while len(self.requests) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -209,6 +223,7 @@ class FakeDeepSeek:
         received = time.monotonic()
         body = await request.json()
         self.requests.append(body)
+        self._arrived.set()
         self.headers.append(dict(request.headers))
         transport = request.transport
         self.peers.append(transport.get_extra_info("peername") if transport else None)
@@ -263,9 +278,13 @@ class FakeDeepSeek:
         # write: at 200 streams this process is the load generator and must stay cheap.
         delay, start, n = reply.chunk_delay, loop.time(), 0
         while n < len(lines):
+            if reply.hold is not None and n == reply.hold_after:
+                await reply.hold.wait()
             due = n + 1
             if delay:
                 due = max(due, min(len(lines), int((loop.time() - start) / delay) + 1))
+            if reply.hold is not None and n < reply.hold_after:
+                due = min(due, reply.hold_after)
             await resp.write(b"".join(lines[n:due]))
             if n <= first_text < due:
                 timing.append(time.monotonic())
