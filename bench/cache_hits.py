@@ -1,9 +1,9 @@
-"""Prompt-cache hit share and cost over 10-turn threads (issue 4, issue 8).
+"""Prompt-cache hit share and cost over 10-turn threads.
 
-Runs the real engine (embedded store) against the fake DeepSeek server with simulated prefix
-caching (hit = longest common prefix with any earlier request, in 64-token units), and a
-baseline that rebuilds the prompt every turn the way naive bots do: the current time in the
-system prompt and a sliding window of the last 6 messages.
+Runs the real engine (`bot.core.engine`, embedded store) against the fake DeepSeek server
+with simulated prefix caching (hit = longest common prefix with any request sent before it,
+in 64-token units), and a baseline that rebuilds the prompt every turn the way naive bots do:
+the current time in the system prompt and a sliding window of the last 6 messages.
 
     .venv/bin/python -m bench.cache_hits [--threads 5] [--turns 10]
 """
@@ -129,7 +129,7 @@ async def main() -> None:
     a = summarise("engine", ours, settings)
     b = summarise("baseline", base, settings)
     print(f"cost ratio baseline/engine = {b['cost'] / a['cost']:.2f}x")
-    # What any strategy could hit: the part of each request already sent before (the previous
+    # What any strategy could hit: the part of each request already sent before (the last
     # answer and the new question never are). Median over the engine's threads.
     print(f"ceiling (engine threads, unrounded prefix) = {statistics.median(ceilings[::2]):.1%}")
 

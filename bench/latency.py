@@ -1,11 +1,11 @@
-"""Added latency of the Slack surfaces (issue 5): how long the bot takes, beyond the upstream's
-own time to first token, to put the first words of an answer in front of the person.
+"""Added latency of the Slack surfaces: how long the bot takes, beyond the upstream's own time
+to first token, to put the first words of an answer in front of the person.
 
 The bot runs as a real process (`python -m bot`, HTTP mode, `tests/replica.py`) with its own
 `redis-server`; this process runs the fake Slack and the fake DeepSeek (fixed time to first
 token, then the answer in pieces) and sends signed `app_mention` events. Each thread is a
-top-level mention followed by `--turns - 1` mentions in its thread, each sent once the previous
-answer has finished; all threads run at once. Threads start at random moments within
+top-level mention followed by `--turns - 1` mentions in its thread, each sent once the answer
+before it has finished; all threads run at once. Threads start at random moments within
 `--spread` seconds and wait a random 0..`--spread` s before each next question, so arrivals
 interleave as in a workspace; `--spread 0` sends every thread's question at the same instant
 (a synchronized burst, the worst case for a single process).

@@ -1,5 +1,5 @@
 """Ledger costs on a real Redis: recording a call, a budget check, and 30-day reports over a
-busy month (issue 7).
+busy month.
 
 Fills 30 days with calls from `--users` people in `--channels` channels, then times
 `recorder.record`, `budgets.verdict`, `reports.user_usage(30d)` and `reports.report(30d)`

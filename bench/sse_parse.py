@@ -1,5 +1,5 @@
 """SSE parsing speed: our client (`bot.deepseek.sse`, `bot.deepseek.client`) against the
-official `openai` SDK on the same stream of 100,000 chat-completion chunks (issue 3).
+official `openai` SDK on the same stream of 100,000 chat-completion chunks.
 
 The stream is shaped like DeepSeek's (a role chunk, 30% reasoning chunks, then answer
 chunks with some non-ASCII and escapes, a finish chunk with usage, `[DONE]`). It is parsed
