@@ -22,7 +22,7 @@ from bot.contracts.stream import Finish, TextDelta, Usage
 from bot.contracts.thread import ThreadRef
 from bot.core.engine import Turn
 from bot.core.prompt import assistant_message, system_message, user_message
-from bot.services import build_deps
+from bot.deps import build_deps
 from tests.fakes.deepseek import FakeDeepSeek, text_reply
 
 QUESTION = "Turn {i}: how should we shard the {topic} service's Redis keys, and why? " * 3

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.config import Settings
-from bot.services import build_deps
+from bot.deps import build_deps
 from bot.slack.server import BotApp
 from bot.slack.services import SlackServices
 
@@ -45,5 +45,6 @@ def build_app(settings: Settings, *, redis: Redis | None = None) -> BotApp:
         request_verification_enabled=False,
         process_before_response=False,
     )
-    handlers.register(bolt, SlackServices.build(deps))
-    return BotApp(bolt=bolt, deps=deps)
+    services = SlackServices.build(deps)
+    handlers.register(bolt, services)
+    return BotApp(bolt=bolt, services=services)

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
 
+    @property
+    def history_ttl_s(self) -> int:
+        """HISTORY_TTL_DAYS in seconds: how long a thread's history, marks and turn records
+        are kept after its last turn."""
+        return self.history_ttl_days * 86_400
+
     def model_id(self, tier: ModelTier) -> str:
         return self.deepseek_pro_model if tier == "pro" else self.deepseek_flash_model
 

@@ -47,7 +47,7 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def register(app: AsyncApp, services: SlackServices) -> None:
-    redis, records, turns = services.deps.redis, services.records, services.turns
+    redis, records, turns = services.deps.redis, services.deps.records, services.turns
 
     @app.action(FEEDBACK_ACTION)
     async def on_feedback(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from bot.contracts.tool import ToolFailure
 from bot.core import prompt
 from bot.core.engine import Turn
 from bot.core.shared_files import snippet_filename
-from bot.services import build_deps
+from bot.deps import build_deps
 from bot.slack.format import FORMAT_NOTE as SLACK_FORMAT_NOTE
 from bot.terminal.chat import TerminalSurface, run_chat, terminal_turn
 from bot.terminal.render import (

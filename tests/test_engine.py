@@ -19,7 +19,7 @@ from bot.contracts.thread import ThreadRef
 from bot.contracts.tool import Tool, ToolContext, ToolFailure
 from bot.core import prompt
 from bot.core.engine import Engine, Turn
-from bot.services import Deps, build_deps
+from bot.deps import Deps, build_deps
 from bot.store import keys
 from bot.store.claims import claim_once
 from tests.conftest import make_settings
@@ -104,7 +104,15 @@ async def deps(
 
 def with_tools(d: Deps, tools: list[Tool[Any]], settings: Settings | None = None) -> Engine:
     return Engine(
-        settings or d.settings, d.redis, d.client, tools, d.prices, d.prefs, d.ledger, d.http
+        settings or d.settings,
+        d.redis,
+        d.client,
+        tools,
+        d.prices,
+        d.prefs,
+        d.ledger,
+        d.records,
+        d.http,
     )
 
 

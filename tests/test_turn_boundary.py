@@ -13,9 +13,8 @@ from structlog.testing import capture_logs
 from bot.contracts.errors import Crashed
 from bot.contracts.events import TurnDone, TurnFailed
 from bot.core.engine import Turn
-from bot.services import Deps, build_deps
+from bot.deps import Deps, build_deps
 from bot.slack.incoming import Incoming
-from bot.slack.services import SlackServices
 from tests.conftest import RunningBot
 from tests.fakes.deepseek import FakeDeepSeek, text_reply, tool_reply
 from tests.test_engine import THREAD, Echo, engine_settings, run, with_tools
@@ -92,15 +91,16 @@ async def test_a_consumer_that_stops_early_still_gets_one_line(
 async def test_a_rendering_bug_leaves_a_sentence_in_the_thread(bot: RunningBot) -> None:
     """A status callback that raises stands in for any bug in rendering: the thread gets the
     fixed sentence, the log the traceback."""
-    fake, running = bot.fake_slack, bot.app.deps
-    bot.fake_deepseek.push(tool_reply([("fetch_url", {"url": "https://example.com"})]))
+    fake = bot.fake_slack
+    # A tool call makes the renderer set a status; read_snippet asks only the fake Slack.
+    bot.fake_deepseek.push(tool_reply([("read_snippet", {"file": "F404"})]))
 
     async def broken_status(text: str, loading: list[str] | None = None) -> None:
         raise RuntimeError("secret internals")
 
     top = fake.add_message("C1", "hello")
-    msg = Incoming("T1", "C1", "U1", "read this page", top.ts, top.ts, "channel", ("Ev1",), "T1")
-    turns = SlackServices.build(running).turns
+    msg = Incoming("T1", "C1", "U1", "read the file", top.ts, top.ts, "channel", ("Ev1",), "T1")
+    turns = bot.app.services.turns
     with capture_logs() as logs:
         rendered = await turns.answer(msg, bot_user_id="UBOT", status=broken_status)
     assert rendered is not None and isinstance(rendered.end, TurnFailed)

@@ -30,7 +30,7 @@ from bot.contracts.thread import ThreadRef
 from bot.contracts.tool import SharedFile, Surface, Tool, ToolContext, ToolFailure
 from bot.core import prompt
 from bot.deepseek.client import DeepSeekClient
-from bot.deepseek.pricing import PriceTable
+from bot.deepseek.pricing import PriceTable, billed_input
 from bot.store.history import History
 from bot.store.prefs import Prefs, TurnSettings
 from bot.store.thread_lock import thread_turn
@@ -78,14 +78,15 @@ class _Progress:
     first_text_at: float | None = None
 
     def log_end(self, outcome: str) -> None:
-        """The turn's one summary line: tokens by kind, cost, model, tools, latency. Never
-        message text."""
+        """The turn's one summary line: tokens by kind (input as billed), cost, model, tools,
+        latency. Never message text."""
+        hit, miss = billed_input(self.usage)
         log.info(
             "turn_end",
             outcome=outcome,
             model=self.model,
-            tokens_hit=self.usage.cache_hit,
-            tokens_miss=self.usage.cache_miss,
+            tokens_hit=hit,
+            tokens_miss=miss,
             tokens_output=self.usage.completion,
             tokens_reasoning=self.usage.reasoning,
             cost_micros=self.cost,
@@ -109,6 +110,7 @@ class Engine:
         prices: PriceTable,
         prefs: Prefs,
         ledger: Ledger,
+        records: TurnStore,
         http: httpx.AsyncClient,
     ) -> None:
         self.settings = settings
@@ -119,8 +121,8 @@ class Engine:
         self.prefs = prefs
         self.ledger = ledger
         self.http = http
-        self.history = History(redis, settings.history_ttl_days * 86_400)
-        self.turn_records = TurnStore(redis, settings.history_ttl_days * 86_400)
+        self.records = records
+        self.history = History(redis, settings.history_ttl_s)
         self._by_name = {t.name: t for t in tools}
         # Serialised once: tool schemas are part of the cached prompt prefix.
         self._schemas = [t.schema() for t in tools]
@@ -215,11 +217,12 @@ class Engine:
             yield TurnFailed(exc, progress.text, turn_id, progress.usage)
             return
         except BaseException:
-            # The consumer went away (Ctrl-C, shutdown): keep what was shown, then stop.
+            # The consumer went away (Ctrl-C, shutdown) or a bug (`run` turns it into
+            # Crashed): keep what was shown, then stop.
             await asyncio.shield(self._store_interrupted(t, progress, "stopped"))
             raise
         await self.history.append(t, progress.stored, calibration=progress.calibration)
-        await self.turn_records.save_answer(
+        await self.records.save_answer(
             t, turn_id, question=turn.text, reasoning=progress.reasoning, model=tier
         )
         yield TurnDone(
@@ -242,7 +245,7 @@ class Engine:
     ) -> AsyncIterator[EngineEvent]:
         """Call the model, run the tools it asks for, feed results back; the last round is
         sent without tools so the model must answer."""
-        model = self.settings.model_id(tier)
+        model = progress.model
         rounds = self.settings.max_tool_rounds
         for round_no in range(rounds + 1):
             tools = self._schemas if round_no < rounds else []

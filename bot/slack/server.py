@@ -16,8 +16,9 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot.services import Deps
+from bot.deps import Deps
 from bot.slack.envelope import well_formed
+from bot.slack.services import SlackServices
 from bot.store.connection import redis_ok
 
 log = structlog.get_logger(__name__)
@@ -29,7 +30,11 @@ SIGNATURE_MAX_AGE_S = 300  # Slack's replay window
 @dataclass
 class BotApp:
     bolt: AsyncApp
-    deps: Deps
+    services: SlackServices
+
+    @property
+    def deps(self) -> Deps:
+        return self.services.deps
 
     def _signed(self, request: web.Request, body: bytes) -> bool:
         """Slack's v0 signature over the raw bytes (which may not even be UTF-8)."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.commands.service import CommandService, Style
-from bot.services import Deps
+from bot.deps import Deps
 from bot.slack.admins import SlackAdmins
 from bot.slack.turns import SlackTurns
-from bot.store.turns import TurnStore
 
 # How `/deepseek` replies and the App Home name things in Slack.
 SLACK_STYLE = Style(
@@ -30,7 +29,6 @@ class SlackServices:
     turns: SlackTurns  # a message in, an answer streamed into its thread
     admins: SlackAdmins
     commands: CommandService  # `/deepseek` and the App Home's figures
-    records: TurnStore  # what the buttons under an answer read and write
 
     @classmethod
     def build(cls, deps: Deps) -> SlackServices:
@@ -42,5 +40,4 @@ class SlackServices:
         commands = CommandService(
             deps.settings, deps.prefs, deps.ledger, admins.is_admin, SLACK_STYLE
         )
-        records = TurnStore(deps.redis, deps.settings.history_ttl_days * 86_400)
-        return cls(deps, SlackTurns(deps, records, admins), admins, commands, records)
+        return cls(deps, SlackTurns(deps, admins), admins, commands)

@@ -30,7 +30,7 @@ from slack_sdk.models.messages.chunk import TaskUpdateChunk
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.contracts.errors import UpstreamError
+from bot.contracts.errors import Crashed
 from bot.contracts.events import EngineEvent, ToolFinished, ToolStarted, TurnDone, TurnFailed
 from bot.contracts.stream import ReasoningDelta, TextDelta
 from bot.slack.blocks import Block, TurnRef, answer_end, failure_end, markdown
@@ -198,10 +198,13 @@ class AnswerStream:
         return True
 
     def _engine_stopped(self, pumping: asyncio.Task[None]) -> TurnFailed:
-        """The engine's stream ended without TurnDone/TurnFailed (a bug): say so visibly."""
+        """The engine's stream ended without TurnDone/TurnFailed (a bug: `Engine.run` always
+        ends with one): logged with its traceback, shown as `Crashed`."""
         exc = pumping.exception() if pumping.done() and not pumping.cancelled() else None
-        log.error("engine_stream_ended", error=type(exc).__name__ if exc else "no_end_event")
-        return TurnFailed(UpstreamError("engine stream ended"), self._answer, "")
+        log.error(
+            "engine_stream_ended", error=type(exc).__name__ if exc else "no_end_event", exc_info=exc
+        )
+        return TurnFailed(Crashed("engine stream ended"), self._answer, "")
 
     async def _apply(self, event: EngineEvent) -> TurnDone | TurnFailed | None:
         if isinstance(event, TextDelta):

@@ -36,7 +36,7 @@ from bot.contracts.thread import ThreadRef
 from bot.contracts.tool import SharedFile
 from bot.core.engine import Turn
 from bot.core.prompt import thread_note
-from bot.services import Deps
+from bot.deps import Deps
 from bot.slack.admins import SlackAdmins
 from bot.slack.errors import SLACK_ERRORS, slack_error_code
 from bot.slack.format import FORMAT_NOTE, clean_input, mentioned_users
@@ -46,7 +46,6 @@ from bot.slack.stream import AnswerStream, Rendered, StatusFn, Target
 from bot.slack.surface import SlackSurface
 from bot.store import keys
 from bot.store.claims import claim_once
-from bot.store.turns import TurnStore
 
 log = structlog.get_logger(__name__)
 
@@ -57,10 +56,10 @@ OnStart = Callable[[bool], Awaitable[None]]
 
 
 class SlackTurns:
-    def __init__(self, deps: Deps, records: TurnStore, admins: SlackAdmins) -> None:
+    def __init__(self, deps: Deps, admins: SlackAdmins) -> None:
         assert deps.slack is not None
         self.deps = deps
-        self.records = records
+        self.records = deps.records
         self.admins = admins
         self.client: AsyncWebClient = deps.slack
         self.names = DisplayNames(deps.redis, deps.slack)
@@ -86,6 +85,19 @@ class SlackTurns:
                 return None
         except (RedisError, OSError) as exc:
             log.error("claim_failed", error=type(exc).__name__)
+        return await self._guarded(
+            thread, self._claimed(msg, thread, bot_user_id, status, on_start)
+        )
+
+    async def _claimed(
+        self,
+        msg: Incoming,
+        thread: ThreadRef,
+        bot_user_id: str,
+        status: StatusFn | None,
+        on_start: OnStart | None,
+    ) -> Rendered:
+        """`answer` once the delivery is claimed."""
         # The turn is built while the thread is marked (independent round trips).
         building = asyncio.ensure_future(self.turn_for(msg, bot_user_id))
         started: asyncio.Future[None] | None = None
@@ -108,7 +120,7 @@ class SlackTurns:
     async def join(self, thread: ThreadRef) -> bool:
         """Mark `thread` as one the bot answers in (refreshing the mark's TTL); True if it
         was not marked yet."""
-        ttl = self.deps.settings.history_ttl_days * 86_400
+        ttl = self.deps.settings.history_ttl_s
         previous = await self.deps.redis.set(keys.bot_threads(thread), "1", ex=ttl, get=True)
         return previous is None
 
@@ -155,6 +167,13 @@ class SlackTurns:
         question = await self.records.question(thread, turn_id)
         if not question:
             return None
+        return await self._guarded(thread, self._ask_again(thread, user, question, bot_user_id))
+
+    async def _ask_again(
+        self, thread: ThreadRef, user: str, question: str, bot_user_id: str
+    ) -> Rendered:
+        """`retry` once the question is found."""
+        team, channel, thread_ts = thread.team, thread.channel, thread.thread_ts
         kind: ChannelKind = "im" if channel.startswith("D") else "channel"
         speaker = ""
         if kind == "channel":
@@ -184,11 +203,7 @@ class SlackTurns:
         status: StatusFn | None = None,
         first: Awaitable[None] | None = None,
     ) -> Rendered:
-        """Stream the engine's answer to `turn` into its thread; then handle a failure.
-
-        The Slack side's turn boundary: the engine turns its own failures into TurnFailed;
-        an exception from rendering (a bug) is logged with its traceback, and the thread gets
-        `Crashed`'s fixed sentence instead of a silent stop."""
+        """Stream the engine's answer to `turn` into its thread; then handle a failure."""
         t = turn.thread
         with structlog.contextvars.bound_contextvars(
             team=t.team, channel=t.channel, thread=t.thread_ts, turn_id=turn.turn_id
@@ -203,15 +218,25 @@ class SlackTurns:
                     status=status,
                     first=first,
                 )
-                try:
-                    rendered = await stream.render(self.deps.engine.run(turn))
-                except Exception:
-                    log.exception("answer_crashed")
-                    await self._say(t, Crashed.user_message)
-                    return Rendered(TurnFailed(Crashed(), "", turn.turn_id), "")
+                rendered = await stream.render(self.deps.engine.run(turn))
                 if isinstance(rendered.end, TurnFailed):
                     await self._after_failure(turn, rendered.end)
                 return rendered
+
+    async def _guarded(self, t: ThreadRef, work: Awaitable[Rendered]) -> Rendered:
+        """The Slack side's turn boundary. The engine ends its own failures with TurnFailed;
+        a bug here, from building the turn to finishing its answer, is logged with its
+        traceback, and the thread gets `Crashed`'s fixed sentence instead of a silent stop.
+        CancelledError propagates."""
+        try:
+            return await work
+        except Exception:
+            with structlog.contextvars.bound_contextvars(
+                team=t.team, channel=t.channel, thread=t.thread_ts
+            ):
+                log.exception("answer_crashed")
+            await self._say(t, Crashed.user_message)
+            return Rendered(TurnFailed(Crashed(), "", ""), "")
 
     async def _say(self, t: ThreadRef, text: str) -> None:
         """Post a short notice in the thread; best effort."""

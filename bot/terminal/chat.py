@@ -40,8 +40,8 @@ from bot.contracts.thread import ThreadRef
 from bot.contracts.tool import SharedFile, ToolFailure
 from bot.core.engine import Turn
 from bot.core.prompt import thread_note
+from bot.deps import Deps, build_deps
 from bot.log import configure_logging
-from bot.services import Deps, build_deps
 from bot.terminal.render import (
     FORMAT_NOTE,
     TERMINAL_HELP,

@@ -19,7 +19,7 @@ from bot.contracts.events import EngineEvent, TurnDone, TurnFailed
 from bot.contracts.stream import TextDelta
 from bot.contracts.thread import ThreadRef
 from bot.core.engine import Turn
-from bot.services import Deps, build_deps
+from bot.deps import Deps, build_deps
 from bot.store import keys
 from tests.conftest import make_settings
 from tests.fakes.deepseek import FakeDeepSeek, Reply, _chunk, error_reply, text_reply

@@ -19,6 +19,7 @@ from bot.deepseek.client import DeepSeekClient
 from bot.deepseek.pricing import PriceTable
 from bot.store.connection import open_redis
 from bot.store.prefs import Prefs
+from bot.store.turns import TurnStore
 from bot.usage.ledger import Ledger
 from tools import build_tools
 
@@ -32,6 +33,7 @@ class Deps:
     client: DeepSeekClient
     prefs: Prefs
     ledger: Ledger
+    records: TurnStore  # each turn's record, for the buttons under its answer
     tools: list[Tool[Any]]
     engine: Engine
     slack: AsyncWebClient | None = None  # None outside Slack (the terminal)
@@ -74,8 +76,9 @@ def build_deps(
     client = DeepSeekClient(settings)
     prefs = Prefs(redis, settings)
     ledger = Ledger(redis, settings)
+    records = TurnStore(redis, settings.history_ttl_s)
     tools = build_tools(settings)
-    engine = Engine(settings, redis, client, tools, prices, prefs, ledger, http)
+    engine = Engine(settings, redis, client, tools, prices, prefs, ledger, records, http)
     return Deps(
         settings,
         redis,
@@ -84,6 +87,7 @@ def build_deps(
         client,
         prefs,
         ledger,
+        records,
         tools,
         engine,
         slack,
