@@ -131,7 +131,8 @@ async def test_cost_is_stored_so_a_price_change_applies_from_then_on(redis: Redi
     report = await new.reports.report("T1", "today")
     # new: 200k*1 + 800k*0.01 + 200k*2 = 200,000 + 8,000 + 400,000 = 608,000
     assert report.total.cost == 263_900 + 608_000
-    assert len(report.pricing) == 1  # the day's last table is the one shown
+    # The day's last table is the one shown.
+    assert report.pricing == [PriceTable.from_settings(new_settings).describe()]
     assert "pro in $1 / hit $0.01 / out $2" in report.pricing[0]
 
 

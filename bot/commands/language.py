@@ -20,7 +20,7 @@ from bot.usage.reports import Period
 USAGE_PERIODS: tuple[Period, ...] = ("today", "7d", "30d")
 COST_PERIODS: tuple[Period, ...] = ("today", "7d", "30d", "month")
 EXPORT_PERIODS: tuple[Period, ...] = ("7d", "30d", "month")
-MAX_BUDGET_MICROS = 1_000_000 * 1_000_000  # a million dollars: anything above is a typo
+MAX_BUDGET_MICROS = dollars_to_micros(Decimal(1_000_000))  # anything above is a typo
 RESET_WORDS = ("default", "reset")
 OFF_WORDS = ("off", "none")
 

@@ -207,14 +207,12 @@ class CommandService:
     # --- usage, cost, budgets -----------------------------------------------------------------
 
     async def _budget_line(self, caller: Caller) -> str:
-        budgets = await self.ledger.budgets.caps(caller.team)
-        if budgets.user_daily is None and budgets.workspace_monthly is None:
+        caps = await self.ledger.budgets.caps(caller.team)
+        if caps.user_daily is None and caps.workspace_monthly is None:
             return ""
         user_today, month = await self.ledger.budgets.spend(caller.team, caller.user)
-        admin = budgets.workspace_monthly is not None and await self.is_admin(
-            caller.team, caller.user
-        )
-        return budget_line(budgets, user_today, month, admin=admin)
+        admin = caps.workspace_monthly is not None and await self.is_admin(caller.team, caller.user)
+        return budget_line(caps, user_today, month, admin=admin)
 
     async def _export(self, caller: Caller, cmd: ExportCost) -> CommandResult:
         rows = await self.ledger.reports.daily_rows(caller.team, cmd.period)

@@ -11,7 +11,6 @@ import time
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
@@ -49,7 +48,7 @@ class SlackAdmins:
             return bool(cached == "1")
         try:
             resp = await self._client.users_info(user=user)
-        except SlackApiError as exc:
+        except SLACK_ERRORS as exc:
             log.warning("users_info_failed", error=slack_error_code(exc))
             return False
         info = resp.get("user") or {}
@@ -87,7 +86,7 @@ class SlackAdmins:
         for user in recipients:
             try:
                 await self._client.chat_postMessage(channel=await self.dm(user), text=text)
-            except SlackApiError as exc:
+            except SLACK_ERRORS as exc:
                 log.warning("budget_notice_failed", error=slack_error_code(exc))
         log.info("budget_notice_sent", threshold=alert.threshold, recipients=len(recipients))
 

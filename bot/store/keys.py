@@ -27,7 +27,8 @@ def thread_lock(t: ThreadRef) -> str:
 
 
 def turn(t: ThreadRef, turn_id: str) -> str:
-    """HASH of one turn: reasoning (for "Show reasoning"), question (for "Retry")."""
+    """HASH of one turn, read and written only by `bot/store/turns.py`: its question, asker,
+    reasoning, model and each person's feedback vote."""
     return f"{PREFIX}:{t.tag}:turn:{turn_id}"
 
 

@@ -34,7 +34,7 @@ from rich.console import Console
 from bot.commands.language import Help, parse
 from bot.commands.service import TERMINAL_STYLE, Caller, CommandService, ExportFile, always_admin
 from bot.config import ConfigError, Settings, load_settings
-from bot.contracts.errors import StoreDown
+from bot.contracts.errors import Crashed, StoreDown
 from bot.contracts.events import TurnDone, TurnFailed
 from bot.contracts.thread import ThreadRef
 from bot.contracts.tool import SharedFile, ToolFailure
@@ -61,7 +61,6 @@ from bot.terminal.render import (
 log = structlog.get_logger(__name__)
 
 TEAM, CHANNEL, USER = "local", "terminal", "local"
-CRASHED = "Something went wrong with that answer; the details are in the log."
 NO_FILES = "There are no shared files in the terminal; paste the text into the question instead."
 # Log events that are expected in the terminal and would only clutter it.
 _QUIET_EVENTS = frozenset({"embedded_store"})
@@ -213,7 +212,7 @@ class Chat:
         exc = task.exception()
         if exc is not None:
             log.error("chat_turn_crashed", error=type(exc).__name__, exc_info=exc)
-            self.view.error(CRASHED)
+            self.view.error(Crashed.user_message)
             return None
         return task.result()
 

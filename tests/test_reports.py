@@ -1,4 +1,4 @@
-"""Usage arithmetic and formatting (pure table tests)."""
+"""bot/usage/reports.py (pure) and the report Block Kit: table tests of the arithmetic and forms."""
 
 from __future__ import annotations
 
