@@ -69,8 +69,8 @@ async def main(users: int, channels: int, calls: int) -> None:
     redis: Redis = Redis.from_url(server.url, decode_responses=True)
     try:
         settings = Settings(_env_file=None, deepseek_gateway="deepseek", log_level="ERROR")  # type: ignore[call-arg]
-        ledger = Ledger(redis, settings, now=lambda: NOW)
         prices = PriceTable.from_settings(settings)
+        ledger = Ledger(redis, settings, prices, now=lambda: NOW)
         rng = random.Random(7)
         records = [make_record(rng, prices, users, channels) for _ in range(calls)]
         start = time.perf_counter()

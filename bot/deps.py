@@ -75,7 +75,7 @@ def build_deps(
     prices = PriceTable.from_settings(settings)
     client = DeepSeekClient(settings)
     prefs = Prefs(redis, settings)
-    ledger = Ledger(redis, settings)
+    ledger = Ledger(redis, settings, prices)
     records = TurnStore(redis, settings.history_ttl_s)
     tools = build_tools(settings)
     engine = Engine(settings, redis, client, tools, prices, prefs, ledger, records, http)

@@ -60,7 +60,9 @@ class Setup(NamedTuple):
 
 def ledger_for(redis: Redis, gateway: Gateway = "deepseek", **overrides: Any) -> Setup:
     settings = make_settings(None, None, deepseek_gateway=gateway, **overrides)
-    return Setup(Ledger(redis, settings, now=lambda: NOW), settings)
+    return Setup(
+        Ledger(redis, settings, PriceTable.from_settings(settings), now=lambda: NOW), settings
+    )
 
 
 def record(
@@ -153,7 +155,12 @@ async def test_days_are_utc_days(redis: Redis) -> None:
     # 01:30 on Nov 8 at UTC+3 is still Nov 7 in UTC, for records and for the clock.
     local = timezone(timedelta(hours=3))
     settings = make_settings(None, None)
-    ledger = Ledger(redis, settings, now=lambda: datetime(2026, 11, 8, 1, 30, tzinfo=local))
+    ledger = Ledger(
+        redis,
+        settings,
+        PriceTable.from_settings(settings),
+        now=lambda: datetime(2026, 11, 8, 1, 30, tzinfo=local),
+    )
     await ledger.recorder.record(
         record(settings, "flash", FLASH, at=datetime(2026, 11, 8, 2, 59, tzinfo=local))
     )
@@ -327,7 +334,7 @@ async def test_the_embedded_store_runs_the_same_ledger() -> None:
     """The terminal without REDIS_URL uses fakeredis: MULTI, the merge script, budgets."""
     settings = make_settings(None, None, redis_url=None)
     redis = open_redis(settings)
-    ledger = Ledger(redis, settings, now=lambda: NOW)
+    ledger = Ledger(redis, settings, PriceTable.from_settings(settings), now=lambda: NOW)
     await ledger.budgets.set_cap("T1", "workspace", 300_000, by="U1")
     await ledger.recorder.record(record(settings, "pro", PRO))
     alert = await ledger.recorder.record(record(settings, "flash", FLASH, user="U2"))

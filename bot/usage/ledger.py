@@ -27,14 +27,17 @@ class Ledger:
     days of one clock, `now`: pinning it pins them all."""
 
     def __init__(
-        self, redis: Redis, settings: Settings, *, now: Callable[[], datetime] = _utc_now
+        self,
+        redis: Redis,
+        settings: Settings,
+        prices: PriceTable,
+        *,
+        now: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.now = now
         aggregates = UsageAggregates(redis, settings.usage_retention_days)
         self.budgets = Budgets(redis, settings, aggregates, today=self.today)
-        self.recorder = UsageRecorder(
-            redis, PriceTable.from_settings(settings), aggregates, self.budgets
-        )
+        self.recorder = UsageRecorder(redis, prices, aggregates, self.budgets)
         self.reports = UsageReports(aggregates, today=self.today)
 
     def today(self) -> date:
