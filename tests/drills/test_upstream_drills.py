@@ -21,7 +21,7 @@ from bot.contracts.thread import ThreadRef
 from bot.core.engine import Turn
 from bot.deps import Deps, build_deps
 from bot.store import keys
-from tests.conftest import make_settings
+from tests.conftest import bot_tasks, make_settings
 from tests.fakes.deepseek import FakeDeepSeek, Reply, _chunk, error_reply, text_reply
 
 THREAD = ThreadRef("T1", "C1", "1700000000.000001")
@@ -50,19 +50,11 @@ async def run(deps: Deps, text: str, thread: ThreadRef = THREAD) -> list[EngineE
     return [e async for e in deps.engine.run(Turn(thread, "U1", text))]
 
 
-async def settle() -> None:
-    """Let cancelled tasks finish being cancelled (a few loop turns, no wall-clock wait)."""
+async def let_cancellations_run() -> None:
+    """Let cancelled tasks finish being cancelled (a few loop turns, no wall-clock wait).
+    Unlike `settle`, it does not wait for tasks: a task still there afterwards leaked."""
     for _ in range(5):
         await asyncio.sleep(0)
-
-
-def bot_tasks() -> set[asyncio.Task[Any]]:
-    """Tasks on the loop, minus the fake servers' per-connection handlers (same loop)."""
-    return {
-        t
-        for t in asyncio.all_tasks()
-        if not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler.")
-    }
 
 
 async def leftover_keys(redis: Redis, thread: ThreadRef) -> list[str]:
@@ -145,7 +137,7 @@ async def test_fault_ends_cleanly(
     fake_deepseek.push(make(), make())
     last = assert_ended(await run(deps, "second question"))
     assert isinstance(last, expected)
-    await settle()
+    await let_cancellations_run()
     assert bot_tasks() - before == set()
     assert await leftover_keys(redis, THREAD) == []
 
@@ -211,7 +203,7 @@ async def test_storm_across_threads(deps: Deps, redis: Redis, fake_deepseek: Fak
     assert len(finals) == 120
     # Only the upstream was failing: no turn may fail for want of a Redis connection.
     assert [e for e in finals if isinstance(e, TurnFailed) and isinstance(e.error, StoreDown)] == []
-    await settle()
+    await let_cancellations_run()
     assert bot_tasks() - before == set()
     for t in threads:
         assert await leftover_keys(redis, t) == []
